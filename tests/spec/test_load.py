@@ -1,0 +1,133 @@
+"""Spec composition and the one-line errors users see (messages are part of the contract)."""
+
+from pathlib import Path
+
+import pytest
+
+from ups.spec import SpecError
+from ups.spec.load import available_blocks, configs_dir, load_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+BURGERS = ROOT / "specs" / "burgers.yaml"
+
+
+def error_of(path, overrides=()) -> str:
+    with pytest.raises(SpecError) as info:
+        load_spec(path, overrides)
+    text = str(info.value)
+    assert "\n" not in text
+    return text
+
+
+def test_precedence_schema_block_spec_override(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: t\ndata: {from: burgers1d, num_trajectories: 64}\nmodel: operator_tiny\ntrain: {lr: 0.002}\n"
+    )
+    r = load_spec(spec, ["train.lr=0.003", "data.split_seed=7"])
+    assert r.spec.train.lr == 0.003  # override beats spec
+    assert r.spec.data.num_trajectories == 64  # spec inline beats block
+    assert r.spec.data.nu == 0.01  # block beats schema default (None)
+    assert r.spec.data.split_seed == 7
+    assert r.spec.train.batch_size == 32  # schema default
+    assert r.blocks == {"stage": "operator", "data": "burgers1d", "model": "operator_tiny", "hardware": "cpu", "tracking": "local"}
+
+
+def test_block_swap_on_command_line():
+    r = load_spec(BURGERS, ["model=operator_tiny", "tracking=none"])
+    assert r.spec.model.latent_dim == 16
+    assert r.spec.tracking.mlflow.enabled is False
+
+
+def test_fingerprint_tracks_every_value():
+    a = load_spec(BURGERS).fingerprint()
+    assert a == load_spec(BURGERS).fingerprint()
+    assert a != load_spec(BURGERS, ["train.lr=0.002"]).fingerprint()
+
+
+def test_show_yaml_is_loadable_and_redacted(tmp_path):
+    r = load_spec(BURGERS, ["tracking.mlflow.uri=postgresql://me:hunter2@db:5432/mlflow"])
+    text = r.to_yaml()
+    assert "hunter2" not in text and "me:***@db" in text
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["train.lrr=1"], "command line: train.lrr: unknown key. Did you mean 'lr'?"),
+        (["train.optimizer=adamx"], "command line: train.optimizer: not one of the choices; got 'adamx'. Did you mean 'adam'?"),
+        (["train.lr=abc"], "command line: train.lr: wrong type, expected a float; got 'abc'."),
+        (["train.lr=0"], "command line: train.lr: must be > 0; got 0."),
+        (["train.max_epochs=0"], "command line: train.max_epochs: must be >= 1; got 0."),
+        (["train.batch_size=0"], "command line: train.batch_size: must be >= 1; got 0."),
+        (["eval.horizon=0"], "command line: eval.horizon: must be >= 1; got 0."),
+        (["eval.horizon=40"], "command line: eval.horizon: context_frames + horizon must be <= data.num_frames (41); got 50."),
+        (["model=operator_smal"], "burgers.yaml: model: unknown model block; got 'operator_smal'. Did you mean 'operator_small'?"),
+        (["data.path=/no/such.h5"], "command line: data.path: file not found; got '/no/such.h5'."),
+        (["train.checkpoint_metric=test/nrmse"], "command line: train.checkpoint_metric: not a metric the `operator` stage produces; got 'test/nrmse'. The test split never selects"),
+        (["train.early_stopping.metric=val/rmse"], "command line: train.early_stopping.metric: not a metric the `operator` stage produces; got 'val/rmse'. Did you mean 'val/nrmse'?"),
+        (["train=3"], "command line: train: wrong type, expected a mapping; got 3."),
+        (["hardware=cpu_ddp2", "hardware.strategy=fsdp"], "command line: hardware.strategy: FSDP requires GPUs"),
+        (["lr"], "command line: an override must look like key=value; got 'lr'."),
+    ],
+)
+def test_bad_values_name_source_key_and_fix(overrides, expected):
+    assert expected in error_of(BURGERS, overrides)
+
+
+def test_error_points_at_the_file_that_set_the_value(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: t\ndata: burgers1d\nmodel: operator_tiny\ntrain: {lr: -1}\n")
+    assert error_of(spec).startswith(f"{spec}: train.lr: must be > 0; got -1.")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("- a\n- b\n", "must be a YAML mapping of keys to values; got 'list'."),
+        ("name: [\n", "not valid YAML"),
+        ("name: t\ndata: burgers1d\n", "model: missing required value. Name a model block: operator_small, operator_tiny"),
+        ("data: burgers1d\nmodel: operator_tiny\n", "name: missing required value."),
+        ("name: t\ndata: burgers1d\nmodel: operator_tiny\nstage: diffusion\n", "stage: unknown stage block; got 'diffusion'."),
+        ("name: t\ndata: burgers1d\nmodel: operator_tiny\nsearch: {}\n", "search: unknown key."),
+    ],
+)
+def test_bad_files(tmp_path, text, expected):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(text)
+    assert expected in error_of(spec)
+
+
+def test_missing_spec_file(tmp_path):
+    assert error_of(tmp_path / "nope.yaml") == f"{tmp_path / 'nope.yaml'}: file not found."
+
+
+def test_unreadable_data_file(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads every file")
+    f = tmp_path / "d.h5"
+    f.write_bytes(b"x")
+    f.chmod(0)
+    assert "data.path: file is not readable" in error_of(BURGERS, [f"data.path={f}"])
+
+
+def _shipped_specs():
+    return sorted((ROOT / "specs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", _shipped_specs(), ids=lambda p: p.name)
+def test_every_shipped_spec_validates(path):
+    assert load_spec(path).spec.name
+
+
+@pytest.mark.parametrize(
+    ("group", "name"),
+    [(g, n) for g in ("stage", "data", "model", "hardware", "tracking") for n in available_blocks(configs_dir(BURGERS), g)],
+)
+def test_every_shipped_block_composes(group, name):
+    overrides = [f"{group}={name}"]
+    if group == "hardware" and name.endswith("fsdp"):
+        overrides.append("hardware.accelerator=gpu")
+    load_spec(BURGERS, overrides)

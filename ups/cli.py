@@ -1,0 +1,109 @@
+"""`ups-exp`: the command table. Imports nothing heavy at module level (`--help`, `validate` and `show`
+must stay torch-, Lightning-, MLflow- and W&B-free)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_SPEC, EXIT_REJECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+log = logging.getLogger("ups")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ups-exp",
+        description="Declarative experiments for neural PDE surrogates: one YAML spec → trained, tracked models.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_spec(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("spec", metavar="SPEC", help="path to a spec YAML file (e.g. specs/burgers.yaml)")
+        p.add_argument("overrides", nargs="*", metavar="key=value", help="override spec keys, e.g. train.lr=3e-4")
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        return p
+
+    run = with_spec("run", "train one run of a spec (tracked in MLflow and W&B)")
+    run.add_argument("--resume", action="store_true", help="continue the latest unfinished run of the same resolved spec")
+    run.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    with_spec("validate", "check a spec (and its overrides) without running anything")
+    with_spec("show", "print the fully resolved spec as YAML")
+    return parser
+
+
+def _configure_logging(debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(levelname)s %(name)s] %(message)s"))
+    root = logging.getLogger("ups")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    root.propagate = False
+
+
+def _raise_interrupt(signum, frame):  # SIGTERM outside training behaves like Ctrl-C
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _configure_logging(args.debug)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    from ups.spec.errors import SpecError
+    from ups.spec.load import load_spec
+
+    try:
+        resolved = load_spec(args.spec, args.overrides)
+        if args.command == "validate":
+            print(f"{args.spec}: ok ({resolved.spec.name}, stage {resolved.spec.stage.kind}, hardware {resolved.blocks['hardware']})")
+            return EXIT_OK
+        if args.command == "show":
+            print(resolved.to_yaml(), end="")
+            return EXIT_OK
+        if args.command == "run":
+            return _run(args, resolved)
+        raise AssertionError(args.command)
+    except SpecError as exc:
+        if args.debug:
+            raise
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_SPEC
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace, resolved) -> int:
+    from ups.exp.run import RunInterrupted, run_spec, summary
+    from ups.spec.redact import redact
+
+    try:
+        result = run_spec(resolved, resume=args.resume, progress_bar=not args.no_progress)
+    except RunInterrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the run failed: one clear line (tracebacks with --debug)
+        from ups.spec.errors import SpecError
+
+        if isinstance(exc, SpecError):
+            raise
+        if args.debug:
+            raise
+        print(f"run failed: {exc.__class__.__name__}: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
+    if result is None:  # a non-zero DDP rank: rank 0 reports
+        return EXIT_OK
+    print(summary(result))
+    if args.json:
+        print(json.dumps(result.to_json()))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

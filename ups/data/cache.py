@@ -1,0 +1,48 @@
+"""Generated data sets, cached under `$UPS_HOME/data/` and keyed by a hash of their generator parameters."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from ups.data.pdebench import GeneratedData, write_pdebench
+
+log = logging.getLogger(__name__)
+
+
+def cache_key(params: dict) -> str:
+    """The first 12 hex digits of the sha256 of `params` as canonical JSON (sorted keys, no spaces)."""
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def generated_file(home: Path, params: dict, make: Callable[[], GeneratedData]) -> Path:
+    """The file `make()` generates for `params` (which must name its `family`), made at most once.
+
+    `params` should hold everything the numbers depend on, the generator's version included. Several processes
+    asking for the same file at once serialise on a lock file beside it: the first generates, the others wait
+    and then find the file. Files are written atomically, so a crash never leaves a truncated one behind.
+    """
+    family = params.get("family")
+    if not isinstance(family, str) or not family:
+        raise ValueError(f"`params` must name the data `family`, got {params!r}")
+    folder = Path(home) / "data"
+    path = folder / f"{family}-{cache_key(params)}.h5"
+    if path.is_file():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:  # "a": create without truncating
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not path.is_file():  # another process may have made it while we waited
+                log.info("generating %s for %s", path.name, params)
+                data = make()
+                attrs = {**data.attrs, "cache_params": json.dumps(params, sort_keys=True)}
+                write_pdebench(path, tensor=data.tensor, x=data.x, t=data.t, attrs=attrs)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return path

@@ -1,0 +1,79 @@
+"""What a person reads at the end of a run: the metrics table and two plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def metrics_table(metrics: dict[str, float], *, wall_seconds: float, where: list[str]) -> str:
+    rows = [("metric", "model", "persistence", "model / persistence")]
+    for split in ("val", "test"):
+        for name in ("nrmse", "rollout_nrmse"):
+            key = f"{split}/{name}"
+            if key not in metrics:
+                continue
+            model = metrics[key]
+            base = metrics.get(f"{split}/persistence_{name}", float("nan"))
+            rows.append((key, f"{model:.4f}", f"{base:.4f}", f"{model / base:.3f}" if base else "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"wall time: {wall_seconds:.1f} s")
+    lines += where
+    return "\n".join(lines)
+
+
+def plot_rollout(pred: np.ndarray, true: np.ndarray, *, context_frames: int, path: Path) -> Path:
+    """Space-time pictures of one test trajectory: truth, prediction (context frames are given), error."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(len(pred), len(true))
+    pred, true = pred[:n], true[:n]  # (T, X)
+    err = np.abs(pred - true)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
+    vmax = float(np.abs(true).max())
+    for ax, data, title, cmap in (
+        (axes[0], true, "truth", "RdBu_r"),
+        (axes[1], pred, "prediction", "RdBu_r"),
+        (axes[2], err, "|error|", "magma"),
+    ):
+        im = ax.imshow(data, aspect="auto", origin="lower", cmap=cmap, vmin=0 if title == "|error|" else -vmax, vmax=None if title == "|error|" else vmax)
+        ax.axhline(context_frames - 0.5, color="k", lw=0.8, ls="--")
+        ax.set_title(title)
+        ax.set_xlabel("x index")
+        fig.colorbar(im, ax=ax)
+    axes[0].set_ylabel("frame (dashed: end of given context)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_error_growth(model_steps: np.ndarray, persistence_steps: np.ndarray, *, path: Path) -> Path:
+    """Mean nRMSE at each rollout step h, model vs persistence (per-sample arrays (B, H))."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = np.arange(1, model_steps.shape[1] + 1)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for data, label in ((model_steps, "model"), (persistence_steps, "persistence")):
+        mean = data.mean(axis=0)
+        lo, hi = np.percentile(data, [10, 90], axis=0)
+        ax.plot(h, mean, label=label)
+        ax.fill_between(h, lo, hi, alpha=0.2)
+    ax.set_xlabel("rollout step h")
+    ax.set_ylabel("nRMSE (mean, 10–90% band)")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,153 @@
+"""`ups-exp run`: one training run of a spec, tracked, evaluated on val and test, summarized."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ups.exp import workspace
+from ups.exp.workspace import RunRecord
+from ups.spec.errors import SpecError
+from ups.spec.load import ResolvedSpec
+
+log = logging.getLogger(__name__)
+
+
+class RunInterrupted(Exception):
+    """SIGINT/SIGTERM stopped the run; `--resume` continues it from its last checkpoint."""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    experiment: str
+    metrics: dict[str, float]
+    checkpoint: str
+    wall_seconds: float
+    where: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"run_id": self.run_id, "experiment": self.experiment, "metrics": self.metrics, "checkpoint": self.checkpoint}
+
+
+def global_rank(devices: int) -> int:
+    """This process's rank before torch.distributed exists (Lightning's launcher, torchrun or SLURM set these)."""
+    env = os.environ
+    if "RANK" in env:
+        return int(env["RANK"])
+    if "SLURM_PROCID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
+        return int(env["SLURM_PROCID"])
+    node = int(env.get("NODE_RANK", env.get("GROUP_RANK", "0")))
+    return node * devices + int(env.get("LOCAL_RANK", "0"))
+
+
+@contextlib.contextmanager
+def lightning_owns_sigterm():
+    """During fit, Lightning turns SIGTERM into a clean stop at the next batch; outside it, the CLI's handler acts."""
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_spec(resolved: ResolvedSpec, *, resume: bool = False, progress_bar: bool = True) -> RunResult:
+    started = time.time()
+    spec = resolved.spec
+    home = workspace.home()
+    workspace.contain_environment(home)
+    rank = global_rank(spec.hardware.devices)
+
+    record = None
+    if resume and rank == 0:
+        record = RunRecord.latest_unfinished(home, resolved.fingerprint())
+        if record is None:
+            raise SpecError(
+                "--resume found no unfinished run of this resolved spec",
+                file=str(resolved.path),
+                hint="The spec and every override must be identical to the interrupted run's; run without --resume to start afresh.",
+            )
+
+    import lightning.pytorch as L
+    import torch
+
+    from ups.data.datamodule import PDEDataModule
+    from ups.data.source import load_source
+    from ups.exp.report import metrics_table, plot_error_growth, plot_rollout
+    from ups.exp.tracking import base_tags, start_tracking
+    from ups.spec.redact import redact
+    from ups.training.operator_module import OperatorModule
+    from ups.training.trainer import build_trainer
+
+    torch.set_flush_denormal(True)
+    L.seed_everything(spec.seed, workers=True, verbose=False)
+    source = load_source(spec.data, home)
+    datamodule = PDEDataModule(spec, source)
+    module = OperatorModule(resolved.to_dict())
+    module.model.set_normalization(datamodule.mean, datamodule.std)
+    if spec.hardware.compile:
+        module.model = torch.compile(module.model)
+
+    session = start_tracking(resolved, home, resume=record, rank=rank, tags=base_tags(resolved, source.fingerprint))
+    last = session.run_dir / "checkpoints" / "last.ckpt"
+    ckpt_path = str(last) if resume and last.is_file() else None
+    if resume:
+        log.info("resuming run %s from %s", session.run_id, ckpt_path or "the start (no checkpoint yet)")
+    trainer, ckpt_cb = build_trainer(spec, run_dir=session.run_dir, loggers=session.loggers, progress_bar=progress_bar)
+
+    try:
+        with lightning_owns_sigterm():
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            if trainer.interrupted:
+                raise RunInterrupted("training was interrupted")
+            best = ckpt_cb.best_model_path or ckpt_cb.last_model_path
+            trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+            trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+    except (SystemExit, KeyboardInterrupt, RunInterrupted) as exc:  # Lightning exits on SIGTERM/SIGINT
+        session.finish("KILLED")
+        raise RunInterrupted(f"run {session.run_id} interrupted; continue it with --resume") from exc
+    except BaseException:
+        session.finish("FAILED")
+        raise
+
+    metrics = {f"{split}/{k}": v for split in ("val", "test") for k, v in module.last_eval[split]["metrics"].items()}
+    wall = time.time() - started
+    where = [f"checkpoint: {best}"]
+    if rank == 0 and session.is_logging:
+        artifacts = session.run_dir / "artifacts"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        spec_yaml = artifacts / "spec.yaml"
+        spec_yaml.write_text(resolved.to_yaml())
+        test = module.last_eval["test"]
+        example_pred, example_true = (t[0, :, 0].numpy() for t in test["example"])  # (T, X)
+        plots = [
+            plot_rollout(example_pred, example_true, context_frames=spec.eval.context_frames, path=artifacts / "rollout_test.png"),
+            plot_error_growth(
+                test["per_sample"]["rollout_steps"].numpy(),
+                test["per_sample"]["persistence_rollout_steps"].numpy(),
+                path=artifacts / "error_growth_test.png",
+            ),
+        ]
+        session.log_metrics({"wall_time_s": wall, "epochs": trainer.current_epoch})
+        for path in (spec_yaml, *plots):
+            session.log_artifact(path)
+        if spec.tracking.mlflow.log_checkpoint and best:
+            session.log_artifact(Path(best), "checkpoints")
+        if session.mlflow_uri:
+            uri = redact(session.mlflow_uri)
+            where.append(f"mlflow: run {session.run_id} in experiment '{spec.name}' — `mlflow ui --backend-store-uri {uri}`")
+        where.append(f"plots: {artifacts}")
+    session.finish("FINISHED")
+    return RunResult(session.run_id, spec.name, metrics, best, wall, where)
+
+
+def summary(result: RunResult) -> str:
+    from ups.exp.report import metrics_table
+
+    return metrics_table(result.metrics, wall_seconds=result.wall_seconds, where=result.where)

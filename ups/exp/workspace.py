@@ -1,0 +1,81 @@
+"""The local workspace ($UPS_HOME, default ./experiments) and the environment that keeps tools inside it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+def home() -> Path:
+    path = Path(os.environ.get("UPS_HOME", "experiments")).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def default_mlflow_uri(home_dir: Path) -> str:
+    return f"sqlite:///{home_dir / 'mlflow.db'}"
+
+
+def contain_environment(home_dir: Path) -> None:
+    """Point every tool's files into the workspace and keep them off the network (unless asked).
+
+    Only fills in variables the user has not set.
+    """
+    wandb = home_dir / "wandb"
+    defaults = {
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "WANDB_DIR": str(home_dir),  # W&B adds its own `wandb/` folder below this
+        "WANDB_CACHE_DIR": str(wandb / ".cache"),
+        "WANDB_CONFIG_DIR": str(wandb / ".config"),
+        "WANDB_DATA_DIR": str(wandb / ".data"),
+        "WANDB_ARTIFACT_DIR": str(wandb / ".artifacts"),
+        "WANDB_SILENT": "true",
+        "WANDB_DISABLE_GIT": "true",
+        "MPLCONFIGDIR": str(home_dir / ".matplotlib"),
+        "GIT_PYTHON_REFRESH": "quiet",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+
+
+@dataclass
+class RunRecord:
+    """`$UPS_HOME/runs/<run_id>/run.json`: what `--resume` looks for (independent of any tracking server)."""
+
+    run_id: str
+    run_name: str
+    experiment: str
+    spec_hash: str
+    status: str  # RUNNING | FINISHED | FAILED | KILLED
+    created: float
+    wandb_run_id: str | None = None
+
+    @staticmethod
+    def path(home_dir: Path, run_id: str) -> Path:
+        return home_dir / "runs" / run_id / "run.json"
+
+    def save(self, home_dir: Path) -> None:
+        path = self.path(home_dir, self.run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        os.replace(tmp, path)
+
+    @classmethod
+    def latest_unfinished(cls, home_dir: Path, spec_hash: str) -> RunRecord | None:
+        found = []
+        for path in (home_dir / "runs").glob("*/run.json"):
+            try:
+                rec = cls(**json.loads(path.read_text()))
+            except (ValueError, TypeError):
+                continue
+            if rec.spec_hash == spec_hash and rec.status != "FINISHED":
+                found.append(rec)
+        return max(found, key=lambda r: r.created) if found else None
+
+
+def new_record(run_id: str, run_name: str, experiment: str, spec_hash: str) -> RunRecord:
+    return RunRecord(run_id=run_id, run_name=run_name, experiment=experiment, spec_hash=spec_hash, status="RUNNING", created=time.time())

@@ -1,0 +1,279 @@
+"""Compose a spec: schema defaults → block files → spec file → `key=value` overrides.
+
+OmegaConf merges each layer onto the schema (type-checking it); every error is reported against the
+file (or the command line) that set the offending key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import (
+    ConfigKeyError,
+    MissingMandatoryValue,
+    OmegaConfBaseException,
+)
+
+from ups.spec.checks import check_spec
+from ups.spec.errors import SpecError, did_you_mean
+from ups.spec.redact import redact, redact_tree
+from ups.spec.schema import BLOCK_GROUPS, DEFAULT_BLOCKS, Spec
+
+COMMAND_LINE = "command line"
+
+
+@dataclass(frozen=True)
+class ResolvedSpec:
+    """A fully composed, checked spec plus where it came from."""
+
+    spec: Spec
+    path: Path
+    blocks: dict[str, str | None]
+    overrides: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.spec)
+
+    def to_yaml(self) -> str:
+        """The resolved spec as YAML, credentials redacted (what `show` prints and runs log)."""
+        header = [f"# resolved from {self.path}"]
+        header += [f"#   {g}: {n}" for g, n in self.blocks.items() if n]
+        if self.overrides:
+            header.append(f"#   overrides: {redact(' '.join(self.overrides))}")
+        body = yaml.safe_dump(redact_tree(self.to_dict()), sort_keys=False)
+        return "\n".join(header) + "\n" + body
+
+    def fingerprint(self) -> str:
+        """Stable hash of the resolved spec: same hash ⇔ same experiment (used by `--resume`)."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def configs_dir(spec_path: Path) -> Path:
+    """`$UPS_CONFIGS`, else the nearest `configs/` above the spec, else the one shipped beside the package."""
+    if env := os.environ.get("UPS_CONFIGS"):
+        return Path(env)
+    for parent in [spec_path.resolve().parent, *spec_path.resolve().parents]:
+        if (parent / "configs" / "stage").is_dir():
+            return parent / "configs"
+    return Path(__file__).resolve().parents[2] / "configs"
+
+
+def available_blocks(configs: Path, group: str) -> list[str]:
+    return sorted(p.stem for p in (configs / group).glob("*.yaml"))
+
+
+def read_yaml_mapping(path: Path, *, key: str | None = None) -> dict[str, Any]:
+    """A YAML file that must hold a mapping; anything else is a one-line SpecError."""
+    if not path.is_file():
+        raise SpecError("file not found", file=str(path), key=key)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "parse error"
+        raise SpecError(f"not valid YAML: {problem}{where}", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read file: {exc.__class__.__name__}", file=str(path)) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(
+            "must be a YAML mapping of keys to values",
+            file=str(path),
+            got=type(data).__name__,
+            hint="Start the file with `name: ...`.",
+        )
+    return data
+
+
+def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """`a.b=1` → {"a.b": 1}; values are parsed as YAML scalars (numbers, booleans, null, lists)."""
+    parsed: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(
+                "an override must look like key=value", file=COMMAND_LINE, got=item, hint="e.g. train.lr=3e-4"
+            )
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        parsed[key.strip()] = value
+    return parsed
+
+
+def _nest(dotted: dict[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in dotted.items():
+        node = tree
+        parts = key.split(".")
+        for part in parts[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise SpecError("conflicting overrides", file=COMMAND_LINE, key=key)
+            node = nxt
+        node[parts[-1]] = value
+    return tree
+
+
+def flatten_tree(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict) or not tree:
+        return {prefix: tree} if prefix else {}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(flatten_tree(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _fields_at(dotted: str) -> list[str] | None:
+    """Field names of the schema node that holds `dotted`'s last part (for did-you-mean)."""
+    cls: Any = Spec
+    for part in dotted.split(".")[:-1]:
+        if not dataclasses.is_dataclass(cls):
+            return None
+        types = {f.name: f.default_factory for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        factory = types.get(part)
+        if factory is None or factory is dataclasses.MISSING:
+            return None
+        cls = factory
+    if not dataclasses.is_dataclass(cls):
+        return None
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _lookup(tree: dict[str, Any], dotted: str) -> Any:
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return ...
+        node = node[part]
+    return node
+
+
+def _translate(exc: OmegaConfBaseException, source: str, layer: dict[str, Any]) -> SpecError:
+    key = str(getattr(exc, "full_key", "") or "") or None
+    msg = str(getattr(exc, "msg", None) or exc).splitlines()[0]
+    got = _lookup(layer, key) if key else ...
+    if isinstance(exc, ConfigKeyError) or "not in" in msg:
+        name = key.split(".")[-1] if key else ""
+        fields = _fields_at(key) if key else None
+        hint = did_you_mean(name, fields) if fields else None
+        return SpecError("unknown key", file=source, key=key, hint=hint)
+    if "expected one of" in msg:
+        choices = msg.split("expected one of", 1)[1].strip(" []").replace("'", "").split(", ")
+        return SpecError("not one of the choices", file=source, key=key, got=got, hint=did_you_mean(got, choices))
+    if "could not be converted to" in msg:
+        wanted = msg.rsplit("converted to", 1)[1].strip().lower()
+        article = "an" if wanted[:1] in "aeiou" else "a"
+        return SpecError(f"wrong type, expected {article} {wanted}", file=source, key=key, got=got)
+    if "Cannot merge" in msg or "Cannot assign" in msg or "ValidationError" in type(exc).__name__:
+        return SpecError(f"wrong type ({msg})", file=source, key=key, got=got)
+    return SpecError(msg, file=source, key=key, got=got)
+
+
+def _locate(merged: Any, exc: OmegaConfBaseException, source: str, layer: dict[str, Any]) -> SpecError:
+    """Some merge errors carry no key (e.g. `train: 3`): find the top-level key that fails alone."""
+    if getattr(exc, "full_key", None):
+        return _translate(exc, source, layer)
+    for key, value in layer.items():
+        try:
+            OmegaConf.merge(merged, {key: value})
+        except OmegaConfBaseException:
+            expected = "a mapping" if isinstance(getattr(merged, key, None), dict | type(merged)) else "a scalar"
+            return SpecError(f"wrong type, expected {expected}", file=source, key=str(key), got=value)
+    return _translate(exc, source, layer)
+
+
+def _choose_block(group: str, raw: Any, spec_file: str) -> tuple[str | None, dict[str, Any]]:
+    if raw is None:
+        return DEFAULT_BLOCKS.get(group), {}
+    if isinstance(raw, str):
+        return raw, {}
+    if isinstance(raw, dict):
+        inline = dict(raw)
+        name = inline.pop("from", None)
+        if name is not None and not isinstance(name, str):
+            raise SpecError("`from` must name a block", file=spec_file, key=f"{group}.from", got=name)
+        return name or DEFAULT_BLOCKS.get(group), inline
+    raise SpecError(
+        "must be a block name or a mapping (`{from: NAME, key: value}`)", file=spec_file, key=group, got=raw
+    )
+
+
+def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ResolvedSpec:
+    """Load, compose and check a spec. Raises `SpecError` (one line) for anything wrong."""
+    path = Path(path)
+    spec_file = str(path)
+    raw = read_yaml_mapping(path)
+    dotted = parse_overrides(overrides)
+    configs = configs_dir(path)
+
+    layers: list[tuple[str, dict[str, Any]]] = []
+    blocks: dict[str, str | None] = {}
+    body = dict(raw)
+    for group in BLOCK_GROUPS:
+        choice = body.pop(group, None)
+        if isinstance(dotted.get(group), str):  # `data=other_block` on the command line swaps the block
+            choice = dotted.pop(group)
+        name, inline = _choose_block(group, choice, spec_file)
+        blocks[group] = name
+        if name is not None:
+            choices = available_blocks(configs, group)
+            if name not in choices:
+                raise SpecError(
+                    f"unknown {group} block", file=spec_file, key=group, got=name, hint=did_you_mean(name, choices)
+                )
+            block_path = configs / group / f"{name}.yaml"
+            layers.append((str(block_path), {group: read_yaml_mapping(block_path)}))
+        elif group not in DEFAULT_BLOCKS and not inline:
+            raise SpecError(
+                "missing required value",
+                file=spec_file,
+                key=group,
+                hint=did_you_mean("", available_blocks(configs, group)).replace("Choices", f"Name a {group} block"),
+            )
+        if inline:
+            body[group] = inline
+    layers.append((spec_file, body))
+    if dotted:
+        layers.append((COMMAND_LINE, _nest(dotted)))
+
+    merged = OmegaConf.structured(Spec)
+    OmegaConf.set_readonly(merged, False)
+    provenance: dict[str, str] = {}
+    for source, layer in layers:
+        try:
+            merged = OmegaConf.merge(merged, layer)
+        except OmegaConfBaseException as exc:
+            raise _locate(merged, exc, source, layer) from None
+        provenance.update(dict.fromkeys(flatten_tree(layer), source))
+    try:
+        spec = OmegaConf.to_object(merged)
+    except MissingMandatoryValue as exc:
+        raise SpecError(
+            "missing required value", file=spec_file, key=str(exc.full_key), hint="Set it in the spec."
+        ) from None
+    except OmegaConfBaseException as exc:
+        raise _translate(exc, spec_file, {}) from None
+    assert isinstance(spec, Spec)
+    check_spec(spec, lambda key: provenance.get(key, spec_file))
+    return ResolvedSpec(spec=spec, path=path, blocks=blocks, overrides=tuple(overrides))
+
+
+def spec_from_dict(data: dict[str, Any]) -> Spec:
+    """Rebuild a `Spec` from its `to_dict()` form (e.g. a checkpoint's hyperparameters)."""
+    merged = OmegaConf.merge(OmegaConf.structured(Spec), data)
+    spec = OmegaConf.to_object(merged)
+    assert isinstance(spec, Spec)
+    return spec

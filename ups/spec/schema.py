@@ -1,0 +1,175 @@
+"""The spec schema: frozen, keyword-only dataclasses. OmegaConf only merges YAML onto them (see `load`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ups.models.config import OperatorConfig
+
+BLOCK_GROUPS = ("stage", "data", "model", "hardware", "tracking")
+"""Spec fields that name a building block in `configs/<group>/<name>.yaml`."""
+
+DEFAULT_BLOCKS = {"stage": "operator", "hardware": "cpu", "tracking": "local"}
+"""Blocks used when a spec does not name one; `data` and `model` are required."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LossConfig:
+    onestep: float = 1.0
+    """Weight of the one-step relative L2 loss (physical space)."""
+    rollout: float = 1.0
+    """Weight of the mean relative L2 loss over `train.unroll_steps` autoregressive steps."""
+    spectral: float = 0.1
+    """Weight of the relative L2 error of the spatial amplitude spectrum over the unrolled steps."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageConfig:
+    kind: Literal["operator"] = "operator"
+    """Which stage trains. Only `operator` is built so far."""
+    loss: LossConfig = field(default_factory=LossConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GeneratorConfig:
+    solver_points: int = 512
+    """Resolution of the spectral solver; stored data is subsampled to `data.num_points`."""
+    seed: int = 0
+    """Seed of the random initial conditions (trajectory i depends only on this and i)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    family: Literal["burgers1d"] = "burgers1d"
+    """PDE family; selects the generator when `path` is absent."""
+    path: str | None = None
+    """A PDEBench HDF5 file. When absent, the family's generator makes the data (cached in $UPS_HOME/data)."""
+    allow_legacy: bool = False
+    """Accept files of PDEBench's older Burgers release (x in (-1, 1), doubled flux)."""
+    nu: float | None = None
+    """Viscosity. A file's `Nu` attribute or file name takes precedence."""
+    num_trajectories: int = 1024
+    """Trajectories used (the first N of the file or generator)."""
+    num_points: int = 256
+    """Spatial grid the model sees; the file's grid is subsampled to it."""
+    dt: float = 0.05
+    """Frame spacing the model sees; the file's frames are subsampled to it."""
+    num_frames: int = 41
+    """Frames per trajectory (including the initial state)."""
+    split_seed: int = 0
+    """Seed of the trajectory-level train/val/test assignment (independent of `seed`)."""
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HardwareConfig:
+    accelerator: Literal["cpu", "gpu", "auto"] = "cpu"
+    devices: int = 1
+    """Processes (CPU) or GPUs per node."""
+    num_nodes: int = 1
+    strategy: Literal["auto", "ddp", "ddp_spawn", "fsdp"] = "auto"
+    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
+    num_threads: int | None = None
+    """torch intra-op threads per process; null keeps torch's default."""
+    compile: bool = False
+    """Wrap the model in torch.compile."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EarlyStoppingConfig:
+    metric: str | None = None
+    """A `val/` metric to watch; null disables early stopping."""
+    patience: int = 5
+    """Validations without improvement before stopping."""
+    min_delta: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    max_epochs: int = 30
+    max_time_minutes: float | None = None
+    """Wall-clock budget for fitting; training stops (and evaluates) when it runs out."""
+    batch_size: int = 32
+    optimizer: Literal["adam", "adamw", "sgd", "muon"] = "adamw"
+    """`muon`: torch.optim.Muon on 2-D weight matrices, AdamW on everything else."""
+    lr: float = 1.0e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    """SGD momentum (and Muon's)."""
+    scheduler: Literal["none", "step", "cosine", "plateau"] = "cosine"
+    warmup_steps: int = 0
+    """Linear warm-up (optimizer steps) before the cosine decay."""
+    min_lr_ratio: float = 0.01
+    """Cosine decays to lr × min_lr_ratio."""
+    step_size: int = 10
+    """`step`: epochs between decays."""
+    gamma: float = 0.5
+    """`step` and `plateau`: decay factor."""
+    plateau_patience: int = 3
+    unroll_steps: int = 5
+    """Autoregressive steps per training window (truncated backprop through all of them)."""
+    grad_clip: float | None = 1.0
+    """Gradient-norm clipping; null disables."""
+    accumulate_grad_batches: int = 1
+    checkpoint_metric: str = "val/rollout_nrmse"
+    """The `val/` metric that ranks checkpoints (lower is better); the best one is evaluated on test."""
+    save_top_k: int = 1
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    deterministic: bool = False
+    """Deterministic algorithms (bit-reproducible on CPU, slower on GPU)."""
+    val_every_n_epochs: int = 1
+    log_every_n_steps: int = 10
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    context_frames: int = 10
+    """Frames given; the rollout starts from the last of them."""
+    horizon: int = 31
+    """Autoregressive steps evaluated."""
+    report_horizons: list[int] = field(default_factory=lambda: [1, 10, 20])
+    """Steps h reported as `rollout_nrmse@h` (the final step `horizon` is always reported)."""
+    batch_size: int = 256
+
+
+@dataclass(frozen=True, kw_only=True)
+class MlflowConfig:
+    enabled: bool = True
+    uri: str | None = None
+    """Tracking URI; null: $MLFLOW_TRACKING_URI, else sqlite:///$UPS_HOME/mlflow.db."""
+    log_checkpoint: bool = True
+    """Upload the best checkpoint as an artifact."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class WandbConfig:
+    enabled: bool = True
+    mode: Literal["offline", "online", "disabled"] = "offline"
+    """W&B never touches the network unless this is `online`."""
+    project: str | None = None
+    """Defaults to the spec's name."""
+    entity: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackingConfig:
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spec:
+    name: str
+    """MLflow experiment, W&B project and (later) Optuna study name."""
+    seed: int = 0
+    """Model/training seed (the data split has its own, `data.split_seed`)."""
+    stage: StageConfig = field(default_factory=StageConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: OperatorConfig = field(default_factory=OperatorConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)

@@ -1,0 +1,108 @@
+"""Physical-space metrics (DESIGN.md, Metrics): per-sample nRMSE, rollout error by step, Fourier bands,
+each next to the persistence baseline ("no change"). Pure torch.
+
+Legend: B samples, H rollout steps, C fields, X grid points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+BAND_EDGES = {"low": (0, 4), "mid": (4, 12), "high": (12, None)}
+"""PDEBench's Fourier bands over the wavenumber k of the spatial rfft."""
+
+EPS = 1e-12
+
+
+def nrmse(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """‖pred − true‖₂ / ‖true‖₂ over space, per field, averaged over fields: (..., C, X) → (...)."""
+    err = (pred - true).double().norm(dim=-1)
+    ref = true.double().norm(dim=-1).clamp_min(EPS)
+    return (err / ref).mean(dim=-1)
+
+
+def _spectral_norm_sq(z: torch.Tensor) -> torch.Tensor:
+    """Per-wavenumber energy of a real signal's rfft, weighted so it sums to ‖z‖² (Parseval): (..., X) → (..., K)."""
+    n = z.shape[-1]
+    power = torch.fft.rfft(z.double(), dim=-1).abs().square() / n
+    weight = torch.full((power.shape[-1],), 2.0, dtype=power.dtype, device=power.device)
+    weight[0] = 1.0
+    if n % 2 == 0:
+        weight[-1] = 1.0
+    return power * weight
+
+
+def band_nrmse(pred: torch.Tensor, true: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Error energy in each band over the truth's total energy: (..., C, X) → {band: (...)}.
+
+    Normalized by the whole-spectrum ‖true‖, so the bands' squares add up to the nRMSE² of a single field.
+    """
+    err = _spectral_norm_sq(pred - true)
+    ref = _spectral_norm_sq(true).sum(dim=-1).clamp_min(EPS**2)
+    out = {}
+    for band, (lo, hi) in BAND_EDGES.items():
+        out[band] = (err[..., lo:hi].sum(dim=-1) / ref).sqrt().mean(dim=-1)
+    return out
+
+
+Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@torch.no_grad()
+def evaluate_batch(
+    step: Step,
+    traj: torch.Tensor,
+    params: torch.Tensor,
+    dt: torch.Tensor,
+    *,
+    context_frames: int,
+    horizon: int,
+) -> dict[str, torch.Tensor]:
+    """Per-sample errors of a model and of persistence on a batch of trajectories (B, T, C, X).
+
+    Returns `nrmse` (B,), `rollout_steps` (B, H), `band_<b>` (B,) and `persistence_*` of each.
+    """
+    start = traj[:, context_frames - 1]  # (B, C, X): the last given frame
+    target = traj[:, context_frames : context_frames + horizon]  # (B, H, C, X)
+    b, h = target.shape[:2]
+
+    # one step from true states, over the same window the rollout covers
+    inputs = traj[:, context_frames - 1 : context_frames - 1 + horizon]  # (B, H, C, X)
+    flat = inputs.reshape(b * h, *inputs.shape[2:])
+    one = step(flat, params.repeat_interleave(h, dim=0), dt.repeat_interleave(h, dim=0)).reshape_as(target)
+
+    preds = []
+    u = start
+    for _ in range(horizon):
+        u = step(u, params, dt)
+        preds.append(u)
+    rollout = torch.stack(preds, dim=1)  # (B, H, C, X)
+    still = start.unsqueeze(1).expand_as(target)  # (B, H, C, X): persistence
+
+    out = {
+        "nrmse": nrmse(one, target).mean(dim=1),
+        "persistence_nrmse": nrmse(inputs, target).mean(dim=1),
+        "rollout_steps": nrmse(rollout, target),
+        "persistence_rollout_steps": nrmse(still, target),
+    }
+    for band, v in band_nrmse(rollout, target).items():
+        out[f"band_{band}"] = v.mean(dim=1)
+    for band, v in band_nrmse(still, target).items():
+        out[f"persistence_band_{band}"] = v.mean(dim=1)
+    return out
+
+
+def summarize(per_sample: dict[str, torch.Tensor], horizons: list[int]) -> dict[str, float]:
+    """Per-sample errors (concatenated over batches) → DESIGN.md metric names (without the split prefix)."""
+    metrics: dict[str, float] = {}
+    for prefix in ("", "persistence_"):
+        steps = per_sample[f"{prefix}rollout_steps"]  # (B, H)
+        metrics[f"{prefix}nrmse"] = per_sample[f"{prefix}nrmse"].mean().item()
+        metrics[f"{prefix}rollout_nrmse"] = steps.mean().item()
+        for h in horizons:
+            metrics[f"{prefix}rollout_nrmse@{h}"] = steps[:, h - 1].mean().item()
+        for band in BAND_EDGES:
+            metrics[f"{prefix}nrmse_band_{band}"] = per_sample[f"{prefix}band_{band}"].mean().item()
+    return metrics

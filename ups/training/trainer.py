@@ -1,0 +1,73 @@
+"""A Lightning Trainer from a spec's hardware profile and training settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+
+from ups.spec.schema import Spec
+
+
+def checkpoint_callback(spec: Spec, run_dir: Path) -> ModelCheckpoint:
+    return ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+        monitor=spec.train.checkpoint_metric,
+        mode="min",
+        save_top_k=spec.train.save_top_k,
+        save_last=True,  # `--resume` continues from last.ckpt
+    )
+
+
+def build_trainer(
+    spec: Spec,
+    *,
+    run_dir: Path,
+    loggers: list,
+    progress_bar: bool = True,
+) -> tuple[L.Trainer, ModelCheckpoint]:
+    hw, t = spec.hardware, spec.train
+    if hw.num_threads is not None:
+        torch.set_num_threads(hw.num_threads)
+    ckpt = checkpoint_callback(spec, run_dir)
+    callbacks: list = [ckpt]
+    if progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    if loggers:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    if t.early_stopping.metric is not None:
+        callbacks.append(
+            EarlyStopping(
+                monitor=t.early_stopping.metric,
+                mode="min",
+                patience=t.early_stopping.patience,
+                min_delta=t.early_stopping.min_delta,
+                check_finite=True,
+            )
+        )
+    trainer = L.Trainer(
+        accelerator=hw.accelerator,
+        devices=hw.devices,
+        num_nodes=hw.num_nodes,
+        strategy=hw.strategy,
+        precision=hw.precision,
+        max_epochs=t.max_epochs,
+        max_time={"minutes": t.max_time_minutes} if t.max_time_minutes else None,
+        gradient_clip_val=t.grad_clip,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        check_val_every_n_epoch=t.val_every_n_epochs,
+        log_every_n_steps=t.log_every_n_steps,
+        deterministic=t.deterministic,
+        logger=loggers or False,
+        callbacks=callbacks,
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # our samplers shard by rank themselves (ups.data.datamodule)
+        default_root_dir=str(run_dir),
+    )
+    return trainer, ckpt
