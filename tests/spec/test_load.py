@@ -131,3 +131,12 @@ def test_every_shipped_block_composes(group, name):
     if group == "hardware" and name.endswith("fsdp"):
         overrides.append("hardware.accelerator=gpu")
     load_spec(BURGERS, overrides)
+
+
+def test_docs_list_every_spec_key():
+    from ups.spec.load import flatten_tree
+
+    doc = (ROOT / "docs" / "specs.md").read_text()
+    keys = flatten_tree(load_spec(BURGERS).to_dict())
+    missing = [k for k in keys if f"`{k}`" not in doc]
+    assert not missing, f"docs/specs.md does not document {missing}"

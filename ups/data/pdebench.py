@@ -32,7 +32,9 @@ class GeneratedData:
     attrs: dict = field(default_factory=dict)
 
 
-def write_pdebench(path: str | os.PathLike, *, tensor: np.ndarray, x: np.ndarray, t: np.ndarray, attrs: dict) -> None:
+def write_pdebench(
+    path: str | os.PathLike, *, tensor: np.ndarray, x: np.ndarray, t: np.ndarray, attrs: dict
+) -> None:
     """Write a PDEBench-layout file atomically: readers see the old file, or none, or the complete new one."""
     path = Path(path)
     tensor = np.asarray(tensor, dtype=np.float32)
@@ -81,7 +83,9 @@ class PDEBenchFile:
         try:
             is_hdf5 = h5py.is_hdf5(self.path)
         except OSError as err:
-            raise SpecError(f"the file cannot be read ({err.strerror or err})", key="data.path", got=got) from None
+            raise SpecError(
+                f"the file cannot be read ({err.strerror or err})", key="data.path", got=got
+            ) from None
         if not is_hdf5:
             raise SpecError("not an HDF5 file", key="data.path", got=got)
         try:
@@ -146,7 +150,9 @@ class PDEBenchFile:
 
     @property
     def dt_file(self) -> float:
-        return float((self._t[-1] - self._t[0]) / (self.num_frames - 1))  # the mean spacing: coords are float32
+        return float(
+            (self._t[-1] - self._t[0]) / (self.num_frames - 1)
+        )  # the mean spacing: coords are float32
 
     @property
     def attrs(self) -> dict:

@@ -24,6 +24,24 @@ log = logging.getLogger(__name__)
 RUN_ID_ENV = "UPS_RUN_ID"
 
 
+def mlflow_metric_name(name: str) -> str:
+    """MLflow forbids `@` in metric names: `val/rollout_nrmse@10` is stored as `val/rollout_nrmse_at_10`.
+
+    Everywhere else (W&B, JSON output, specs) the canonical DESIGN.md name is used.
+    """
+    return name.replace("@", "_at_")
+
+
+def _mlflow_logger_class():
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    class UpsMLFlowLogger(MLFlowLogger):
+        def log_metrics(self, metrics, step=None):
+            super().log_metrics({mlflow_metric_name(k): v for k, v in metrics.items()}, step)
+
+    return UpsMLFlowLogger
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
@@ -66,7 +84,7 @@ class TrackingSession:
             from mlflow.entities import Metric
 
             now = int(time.time() * 1000)
-            batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+            batch = [Metric(mlflow_metric_name(k), float(v), now, step or 0) for k, v in metrics.items()]
             self._client.log_batch(self.run_id, metrics=batch)
         for logger in self.loggers:
             if logger.__class__.__name__ == "WandbLogger":
@@ -146,10 +164,8 @@ def start_tracking(resolved: ResolvedSpec, home: Path, *, resume: RunRecord | No
 
     loggers: list = []
     if client is not None:
-        from lightning.pytorch.loggers import MLFlowLogger
-
         client.set_tag(run_id, "wandb.run_id", run_id if wandb_on else "none")
-        loggers.append(MLFlowLogger(experiment_name=spec.name, tracking_uri=uri, run_id=run_id, synchronous=False))
+        loggers.append(_mlflow_logger_class()(experiment_name=spec.name, tracking_uri=uri, run_id=run_id, synchronous=False))
     if wandb_on:
         from lightning.pytorch.loggers import WandbLogger
 

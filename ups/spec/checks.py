@@ -47,6 +47,8 @@ def check_spec(spec: Spec, source: Source) -> None:
     _require(t.log_every_n_steps >= 1, source, "train.log_every_n_steps", "must be >= 1", t.log_every_n_steps)
     if t.grad_clip is not None:
         _require(t.grad_clip > 0, source, "train.grad_clip", "must be > 0 (or null to disable)", t.grad_clip)
+    if t.batches_per_epoch is not None:
+        _require(t.batches_per_epoch >= 1, source, "train.batches_per_epoch", "must be >= 1 (or null)", t.batches_per_epoch)
     if t.max_time_minutes is not None:
         _require(t.max_time_minutes > 0, source, "train.max_time_minutes", "must be > 0 (or null)", t.max_time_minutes)
     _require(t.early_stopping.patience >= 1, source, "train.early_stopping.patience", "must be >= 1", t.early_stopping.patience)

@@ -90,6 +90,8 @@ class EarlyStoppingConfig:
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     max_epochs: int = 30
+    batches_per_epoch: int | None = None
+    """Cap on training batches per epoch (a fresh random subset of windows each epoch); null: every window once."""
     max_time_minutes: float | None = None
     """Wall-clock budget for fitting; training stops (and evaluates) when it runs out."""
     batch_size: int = 32

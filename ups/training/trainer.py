@@ -56,6 +56,7 @@ def build_trainer(
         strategy=hw.strategy,
         precision=hw.precision,
         max_epochs=t.max_epochs,
+        limit_train_batches=t.batches_per_epoch,
         max_time={"minutes": t.max_time_minutes} if t.max_time_minutes else None,
         gradient_clip_val=t.grad_clip,
         accumulate_grad_batches=t.accumulate_grad_batches,

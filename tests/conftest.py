@@ -1,0 +1,59 @@
+"""Shared fixtures: a tiny spec that shrinks the real pipeline to seconds, an isolated workspace."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY_SPEC = """\
+name: {name}
+seed: 0
+data:
+  from: burgers1d
+  num_trajectories: 40
+  num_points: 64
+  num_frames: 21
+  generator: {{solver_points: 128}}
+model: operator_tiny
+train:
+  max_epochs: {epochs}
+  batch_size: 32
+  lr: 3.0e-3
+  unroll_steps: 2
+  deterministic: true
+eval:
+  context_frames: 5
+  horizon: 10
+  report_horizons: [1, 5]
+tracking: {tracking}
+"""
+
+
+def write_tiny_spec(folder: Path, *, name: str = "tiny", epochs: int = 2, tracking: str = "local") -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(TINY_SPEC.format(name=name, epochs=epochs, tracking=tracking))
+    return path
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch) -> Path:
+    """An empty $UPS_HOME and a fake $HOME (to prove nothing is written there)."""
+    home = tmp_path / "ups_home"
+    user_home = tmp_path / "user_home"
+    user_home.mkdir()
+    monkeypatch.setenv("UPS_HOME", str(home))
+    monkeypatch.setenv("HOME", str(user_home))
+    monkeypatch.setenv("UPS_CONFIGS", str(ROOT / "configs"))
+    for var in [v for v in os.environ if v.startswith(("WANDB_", "MLFLOW_"))]:
+        monkeypatch.delenv(var)
+    monkeypatch.delenv("UPS_RUN_ID", raising=False)
+    return home
+
+
+@pytest.fixture
+def tiny_spec(tmp_path) -> Path:
+    return write_tiny_spec(tmp_path)

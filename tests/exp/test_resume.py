@@ -1,0 +1,85 @@
+"""SIGTERM mid-run, then `--resume`: same run id, same final metrics as an uninterrupted run (deterministic CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, write_tiny_spec
+
+EPOCHS = 8
+
+
+def _cli(spec: Path, home: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "UPS_HOME": str(home), "UPS_CONFIGS": str(ROOT / "configs"), "OMP_NUM_THREADS": "1"}
+    env.pop("UPS_RUN_ID", None)
+    cmd = [sys.executable, "-m", "ups.cli", "run", str(spec), "--json", "--no-progress", "hardware.num_threads=1", *extra]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def _summary(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _epochs_done(home: Path) -> int:
+    ckpts = list(home.glob("runs/*/checkpoints/epoch*.ckpt")) + list(home.glob("runs/*/checkpoints/last.ckpt"))
+    if not ckpts:
+        return 0
+    import torch
+
+    last = next(iter(home.glob("runs/*/checkpoints/last.ckpt")), None)
+    try:
+        return torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1 if last else 0
+    except Exception:  # being written
+        return 0
+
+
+def test_sigterm_then_resume_matches_uninterrupted(tmp_path):
+    spec = write_tiny_spec(tmp_path, name="resumable", epochs=EPOCHS)
+    # each epoch is slow enough to interrupt reliably: more windows per epoch
+    extra = ["train.batch_size=8", "train.max_time_minutes=null"]
+
+    reference = _summary(_cli(spec, tmp_path / "a", *extra))
+
+    home = tmp_path / "b"
+    proc = _cli(spec, home, *extra)
+    deadline = time.time() + 240
+    while _epochs_done(home) < 2:
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        assert time.time() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    interrupted_at = _epochs_done(home)
+    assert 2 <= interrupted_at < EPOCHS
+    run_id = json.loads(next(home.glob("runs/*/run.json")).read_text())["run_id"]
+
+    resumed = _summary(_cli(spec, home, *extra, "--resume"))
+    assert resumed["run_id"] == run_id
+    assert len(list(home.glob("runs/*/run.json"))) == 1
+    for name, value in reference["metrics"].items():
+        assert resumed["metrics"][name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["resumable"], output_format="list")
+    assert [r.info.run_id for r in runs] == [run_id] and runs[0].info.status == "FINISHED"
+
+
+def test_resume_without_an_unfinished_run_is_a_spec_error(tmp_path):
+    spec = write_tiny_spec(tmp_path, name="nothing")
+    proc = _cli(spec, tmp_path / "c", "--resume")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "--resume found no unfinished run of this resolved spec" in err

@@ -1,0 +1,60 @@
+import math
+
+import pytest
+import torch
+
+from ups.training.metrics import band_nrmse, evaluate_batch, nrmse, summarize
+
+
+def test_nrmse_is_per_sample_relative_l2_averaged_over_fields():
+    true = torch.tensor([[[3.0, 4.0]], [[1.0, 0.0]]])  # (B=2, C=1, X=2)
+    pred = torch.tensor([[[3.0, 5.0]], [[0.0, 0.0]]])
+    assert nrmse(pred, true).tolist() == pytest.approx([1 / 5, 1.0])
+
+
+def test_bands_partition_the_error():
+    g = torch.Generator().manual_seed(0)
+    pred, true = torch.randn(5, 3, 1, 64, generator=g), torch.randn(5, 3, 1, 64, generator=g)
+    b = band_nrmse(pred, true)
+    total = b["low"] ** 2 + b["mid"] ** 2 + b["high"] ** 2
+    assert torch.allclose(total, nrmse(pred, true) ** 2)
+
+
+def test_band_assignment_by_wavenumber():
+    x = torch.arange(64) / 64
+    true = torch.ones(1, 1, 64)
+    for k, band in ((2, "low"), (8, "mid"), (20, "high")):
+        pred = true + 0.1 * torch.sin(2 * math.pi * k * x)
+        b = band_nrmse(pred, true)
+        assert b[band].item() > 0.05
+        assert all(v.item() < 1e-6 for name, v in b.items() if name != band)
+
+
+def _decaying(b=4, t=12, x=32):
+    base = torch.randn(b, 1, 1, x, generator=torch.Generator().manual_seed(1))
+    decay = torch.exp(-0.1 * torch.arange(t)).view(1, t, 1, 1)
+    return base * decay  # (B, T, C, X): u(t+1) = 0.905 u(t)
+
+
+def test_exact_model_scores_zero_and_persistence_matches_formula():
+    traj = _decaying()
+    factor = math.exp(-0.1)
+    exact = lambda u, p, dt: u * factor  # noqa: E731
+    params, dt = torch.zeros(4, 1), torch.full((4,), 0.1)
+    out = evaluate_batch(exact, traj, params, dt, context_frames=3, horizon=5)
+    m = summarize(out, [1, 5])
+    assert m["nrmse"] == pytest.approx(0, abs=1e-6) and m["rollout_nrmse"] == pytest.approx(0, abs=1e-6)
+    # persistence at step h: |1 - f^h| / f^h
+    per_h = [abs(1 - factor**h) / factor**h for h in range(1, 6)]
+    assert m["persistence_rollout_nrmse"] == pytest.approx(sum(per_h) / 5, rel=1e-5)
+    assert m["persistence_rollout_nrmse@5"] == pytest.approx(per_h[4], rel=1e-5)
+    assert m["persistence_nrmse"] == pytest.approx(per_h[0], rel=1e-5)
+
+
+def test_rollout_errors_compound_but_one_step_does_not():
+    traj = _decaying()
+    wrong = lambda u, p, dt: u * math.exp(-0.1) * 1.01  # noqa: E731
+    out = evaluate_batch(wrong, traj, torch.zeros(4, 1), torch.full((4,), 0.1), context_frames=3, horizon=5)
+    steps = out["rollout_steps"].mean(0)
+    assert torch.allclose(steps, torch.tensor([1.01**h - 1 for h in range(1, 6)], dtype=steps.dtype), rtol=1e-4)
+    assert out["nrmse"].mean().item() == pytest.approx(0.01, rel=1e-4)
