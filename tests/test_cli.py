@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "lightning", "pytorch_lightning", "mlflow", "wandb")
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["validate", "specs/burgers.yaml"], ["show", "specs/burgers.yaml"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["validate", "specs/burgers.yaml"], ["show", "specs/burgers.yaml"]]
+)
 def test_cold_path_imports_nothing_heavy(argv):
     code = (
         "import sys, runpy\n"
@@ -48,5 +50,7 @@ def test_show_prints_resolved_yaml(capsys):
 
 
 def test_usage_error_exit_2():
-    proc = subprocess.run([sys.executable, "-m", "ups.cli", "frobnicate"], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ups.cli", "frobnicate"], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 2

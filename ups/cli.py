@@ -25,12 +25,16 @@ def _parser() -> argparse.ArgumentParser:
     def with_spec(name: str, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.add_argument("spec", metavar="SPEC", help="path to a spec YAML file (e.g. specs/burgers.yaml)")
-        p.add_argument("overrides", nargs="*", metavar="key=value", help="override spec keys, e.g. train.lr=3e-4")
+        p.add_argument(
+            "overrides", nargs="*", metavar="key=value", help="override spec keys, e.g. train.lr=3e-4"
+        )
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         return p
 
     run = with_spec("run", "train one run of a spec (tracked in MLflow and W&B)")
-    run.add_argument("--resume", action="store_true", help="continue the latest unfinished run of the same resolved spec")
+    run.add_argument(
+        "--resume", action="store_true", help="continue the latest unfinished run of the same resolved spec"
+    )
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     with_spec("validate", "check a spec (and its overrides) without running anything")
@@ -52,7 +56,14 @@ def _raise_interrupt(signum, frame):  # SIGTERM outside training behaves like Ct
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # overrides may come after flags (`run SPEC --json train.lr=1e-3`): argparse leaves those as extras
+    args, extra = parser.parse_known_args(argv)
+    unknown = [a for a in extra if a.startswith("-") or "=" not in a]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     _configure_logging(args.debug)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     from ups.spec.errors import SpecError
@@ -61,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         resolved = load_spec(args.spec, args.overrides)
         if args.command == "validate":
-            print(f"{args.spec}: ok ({resolved.spec.name}, stage {resolved.spec.stage.kind}, hardware {resolved.blocks['hardware']})")
+            print(
+                f"{args.spec}: ok ({resolved.spec.name}, stage {resolved.spec.stage.kind}, hardware {resolved.blocks['hardware']})"
+            )
             return EXIT_OK
         if args.command == "show":
             print(resolved.to_yaml(), end="")

@@ -85,3 +85,16 @@ def test_concurrent_processes_generate_once(tmp_path):
     assert len(paths) == 1 and log.read_text() == "made\n"
     name = f"toy-{cache_key({'family': 'toy', 'n': 1})}.h5"
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [name, f"{name}.lock"]
+
+
+def test_generated_burgers_round_trips_through_the_reader(tmp_path):
+    from ups.data.burgers import generate_burgers
+
+    data = generate_burgers(nu=0.01, num_trajectories=3, num_frames=5)
+    path = generated_file(tmp_path, {"family": "burgers1d", "nu": 0.01, "n": 3}, lambda: data)
+    f = PDEBenchFile(path)
+    assert (
+        f.nu == 0.01 and f.dt_file == pytest.approx(0.05, rel=1e-6) and f.attrs["solver"] == "etdrk4-spectral"
+    )
+    np.testing.assert_array_equal(f.read([0, 1, 2], num_points=256, dt=0.05, num_frames=5), data.tensor)
+    np.testing.assert_array_equal(f.subsampled_x(256), data.x)

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, write_tiny_spec
 
 EPOCHS = 8
@@ -20,7 +19,17 @@ EPOCHS = 8
 def _cli(spec: Path, home: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "UPS_HOME": str(home), "UPS_CONFIGS": str(ROOT / "configs"), "OMP_NUM_THREADS": "1"}
     env.pop("UPS_RUN_ID", None)
-    cmd = [sys.executable, "-m", "ups.cli", "run", str(spec), "--json", "--no-progress", "hardware.num_threads=1", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ups.cli",
+        "run",
+        str(spec),
+        "--json",
+        "--no-progress",
+        "hardware.num_threads=1",
+        *extra,
+    ]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
 
 
@@ -31,7 +40,9 @@ def _summary(proc: subprocess.Popen) -> dict:
 
 
 def _epochs_done(home: Path) -> int:
-    ckpts = list(home.glob("runs/*/checkpoints/epoch*.ckpt")) + list(home.glob("runs/*/checkpoints/last.ckpt"))
+    ckpts = list(home.glob("runs/*/checkpoints/epoch*.ckpt")) + list(
+        home.glob("runs/*/checkpoints/last.ckpt")
+    )
     if not ckpts:
         return 0
     import torch

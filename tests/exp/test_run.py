@@ -27,7 +27,13 @@ def test_run_is_tracked_in_mlflow_and_wandb_with_one_identity(workspace, tiny_sp
     run = runs[0]
     assert run.info.status == "FINISHED"
     assert run.data.params["train.lr"] == "0.003" and run.data.params["data.num_trajectories"] == "40"
-    for key in ("test/nrmse", "test/rollout_nrmse", "test/persistence_nrmse", "test/persistence_rollout_nrmse", "val/rollout_nrmse_at_5"):
+    for key in (
+        "test/nrmse",
+        "test/rollout_nrmse",
+        "test/persistence_nrmse",
+        "test/persistence_rollout_nrmse",
+        "val/rollout_nrmse_at_5",
+    ):
         assert key in run.data.metrics, key
     assert run.data.metrics["test/rollout_nrmse"] == pytest.approx(result.metrics["test/rollout_nrmse"])
     assert run.data.tags["wandb.run_id"] == result.run_id
@@ -56,7 +62,9 @@ def test_a_pdebench_file_trains_through_data_path(workspace, tmp_path, tiny_spec
     from ups.data.burgers import generate_burgers
     from ups.data.pdebench import write_pdebench
 
-    fine = generate_burgers(nu=0.01, num_trajectories=40, num_points=128, num_frames=101, dt=0.01, solver_points=256, seed=3)
+    fine = generate_burgers(
+        nu=0.01, num_trajectories=40, num_points=128, num_frames=101, dt=0.01, solver_points=256, seed=3
+    )
     path = tmp_path / "1D_Burgers_Sols_Nu0.01.hdf5"
     attrs = {k: v for k, v in fine.attrs.items() if k != "Nu"}
     write_pdebench(path, tensor=fine.tensor, x=fine.x, t=fine.t, attrs=attrs)

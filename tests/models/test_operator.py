@@ -15,7 +15,9 @@ def test_shapes_and_identity_at_initialization():
 
 def test_conditioning_changes_the_output_once_trained_a_little():
     torch.manual_seed(0)
-    model = LatentOperator(OperatorConfig(latent_dim=16, num_layers=1, num_modes=4, cond_dim=8, decoder_dim=8))
+    model = LatentOperator(
+        OperatorConfig(latent_dim=16, num_layers=1, num_modes=4, cond_dim=8, decoder_dim=8)
+    )
     for p in model.parameters():
         p.data.add_(0.05 * torch.randn_like(p))
     u = torch.randn(2, 1, 256)

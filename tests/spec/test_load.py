@@ -30,7 +30,13 @@ def test_precedence_schema_block_spec_override(tmp_path):
     assert r.spec.data.nu == 0.01  # block beats schema default (None)
     assert r.spec.data.split_seed == 7
     assert r.spec.train.batch_size == 32  # schema default
-    assert r.blocks == {"stage": "operator", "data": "burgers1d", "model": "operator_tiny", "hardware": "cpu", "tracking": "local"}
+    assert r.blocks == {
+        "stage": "operator",
+        "data": "burgers1d",
+        "model": "operator_tiny",
+        "hardware": "cpu",
+        "tracking": "local",
+    }
 
 
 def test_block_swap_on_command_line():
@@ -55,19 +61,37 @@ def test_show_yaml_is_loadable_and_redacted(tmp_path):
     ("overrides", "expected"),
     [
         (["train.lrr=1"], "command line: train.lrr: unknown key. Did you mean 'lr'?"),
-        (["train.optimizer=adamx"], "command line: train.optimizer: not one of the choices; got 'adamx'. Did you mean 'adam'?"),
+        (
+            ["train.optimizer=adamx"],
+            "command line: train.optimizer: not one of the choices; got 'adamx'. Did you mean 'adam'?",
+        ),
         (["train.lr=abc"], "command line: train.lr: wrong type, expected a float; got 'abc'."),
         (["train.lr=0"], "command line: train.lr: must be > 0; got 0."),
         (["train.max_epochs=0"], "command line: train.max_epochs: must be >= 1; got 0."),
         (["train.batch_size=0"], "command line: train.batch_size: must be >= 1; got 0."),
         (["eval.horizon=0"], "command line: eval.horizon: must be >= 1; got 0."),
-        (["eval.horizon=40"], "command line: eval.horizon: context_frames + horizon must be <= data.num_frames (41); got 50."),
-        (["model=operator_smal"], "burgers.yaml: model: unknown model block; got 'operator_smal'. Did you mean 'operator_small'?"),
+        (
+            ["eval.horizon=40"],
+            "command line: eval.horizon: context_frames + horizon must be <= data.num_frames (41); got 50.",
+        ),
+        (
+            ["model=operator_smal"],
+            "burgers.yaml: model: unknown model block; got 'operator_smal'. Did you mean 'operator_small'?",
+        ),
         (["data.path=/no/such.h5"], "command line: data.path: file not found; got '/no/such.h5'."),
-        (["train.checkpoint_metric=test/nrmse"], "command line: train.checkpoint_metric: not a metric the `operator` stage produces; got 'test/nrmse'. The test split never selects"),
-        (["train.early_stopping.metric=val/rmse"], "command line: train.early_stopping.metric: not a metric the `operator` stage produces; got 'val/rmse'. Did you mean 'val/nrmse'?"),
+        (
+            ["train.checkpoint_metric=test/nrmse"],
+            "command line: train.checkpoint_metric: not a metric the `operator` stage produces; got 'test/nrmse'. The test split never selects",
+        ),
+        (
+            ["train.early_stopping.metric=val/rmse"],
+            "command line: train.early_stopping.metric: not a metric the `operator` stage produces; got 'val/rmse'. Did you mean 'val/nrmse'?",
+        ),
         (["train=3"], "command line: train: wrong type, expected a mapping; got 3."),
-        (["hardware=cpu_ddp2", "hardware.strategy=fsdp"], "command line: hardware.strategy: FSDP requires GPUs"),
+        (
+            ["hardware=cpu_ddp2", "hardware.strategy=fsdp"],
+            "command line: hardware.strategy: FSDP requires GPUs",
+        ),
         (["lr"], "command line: an override must look like key=value; got 'lr'."),
     ],
 )
@@ -86,9 +110,15 @@ def test_error_points_at_the_file_that_set_the_value(tmp_path):
     [
         ("- a\n- b\n", "must be a YAML mapping of keys to values; got 'list'."),
         ("name: [\n", "not valid YAML"),
-        ("name: t\ndata: burgers1d\n", "model: missing required value. Name a model block: operator_small, operator_tiny"),
+        (
+            "name: t\ndata: burgers1d\n",
+            "model: missing required value. Name a model block: operator_small, operator_tiny",
+        ),
         ("data: burgers1d\nmodel: operator_tiny\n", "name: missing required value."),
-        ("name: t\ndata: burgers1d\nmodel: operator_tiny\nstage: diffusion\n", "stage: unknown stage block; got 'diffusion'."),
+        (
+            "name: t\ndata: burgers1d\nmodel: operator_tiny\nstage: diffusion\n",
+            "stage: unknown stage block; got 'diffusion'.",
+        ),
         ("name: t\ndata: burgers1d\nmodel: operator_tiny\nsearch: {}\n", "search: unknown key."),
     ],
 )
@@ -124,7 +154,11 @@ def test_every_shipped_spec_validates(path):
 
 @pytest.mark.parametrize(
     ("group", "name"),
-    [(g, n) for g in ("stage", "data", "model", "hardware", "tracking") for n in available_blocks(configs_dir(BURGERS), g)],
+    [
+        (g, n)
+        for g in ("stage", "data", "model", "hardware", "tracking")
+        for n in available_blocks(configs_dir(BURGERS), g)
+    ],
 )
 def test_every_shipped_block_composes(group, name):
     overrides = [f"{group}={name}"]

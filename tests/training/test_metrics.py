@@ -56,5 +56,7 @@ def test_rollout_errors_compound_but_one_step_does_not():
     wrong = lambda u, p, dt: u * math.exp(-0.1) * 1.01  # noqa: E731
     out = evaluate_batch(wrong, traj, torch.zeros(4, 1), torch.full((4,), 0.1), context_frames=3, horizon=5)
     steps = out["rollout_steps"].mean(0)
-    assert torch.allclose(steps, torch.tensor([1.01**h - 1 for h in range(1, 6)], dtype=steps.dtype), rtol=1e-4)
+    assert torch.allclose(
+        steps, torch.tensor([1.01**h - 1 for h in range(1, 6)], dtype=steps.dtype), rtol=1e-4
+    )
     assert out["nrmse"].mean().item() == pytest.approx(0.01, rel=1e-4)

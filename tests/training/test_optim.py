@@ -8,7 +8,16 @@ from ups.training.optim import build_optimizer, build_scheduler, cosine_with_war
 
 
 def _model():
-    cfg = OperatorConfig(patch_size=4, latent_dim=8, num_layers=1, num_modes=3, cond_dim=4, mlp_ratio=1, decoder_dim=4, decoder_kernel=3)
+    cfg = OperatorConfig(
+        patch_size=4,
+        latent_dim=8,
+        num_layers=1,
+        num_modes=3,
+        cond_dim=4,
+        mlp_ratio=1,
+        decoder_dim=4,
+        decoder_kernel=3,
+    )
     return LatentOperator(cfg)
 
 
@@ -44,7 +53,12 @@ def test_muon_hybrid_routes_matrices_and_round_trips_state():
     fresh = build_optimizer(model, TrainConfig(optimizer="muon"))
     fresh.load_state_dict(state)
     assert fresh.state_dict()["inner"][1]["state"].keys() == state["inner"][1]["state"].keys()
-    sched = build_scheduler(fresh, TrainConfig(optimizer="muon", scheduler="step", step_size=1, gamma=0.5), total_steps=10, monitor="m")
+    sched = build_scheduler(
+        fresh,
+        TrainConfig(optimizer="muon", scheduler="step", step_size=1, gamma=0.5),
+        total_steps=10,
+        monitor="m",
+    )
     sched["scheduler"].step()
     assert {g["lr"] for g in fresh.param_groups} == {0.0005}
 

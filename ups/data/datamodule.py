@@ -51,7 +51,9 @@ class TrajectoryDataset(Dataset):
 class EpochSampler(Sampler[int]):
     """A permutation that depends only on (seed, epoch), sharded by rank (padded so shards are equal)."""
 
-    def __init__(self, num_items: int, *, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self, num_items: int, *, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1
+    ) -> None:
         self.num_items, self.seed, self.shuffle = num_items, seed, shuffle
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
@@ -80,10 +82,15 @@ class PDEDataModule(L.LightningDataModule):
         d = spec.data
         try:
             self.splits = assign_splits(
-                source.states.shape[0], split_seed=d.split_seed, val_fraction=d.val_fraction, test_fraction=d.test_fraction
+                source.states.shape[0],
+                split_seed=d.split_seed,
+                val_fraction=d.val_fraction,
+                test_fraction=d.test_fraction,
             )
         except ValueError as exc:
-            raise SpecError(str(exc), key="data.num_trajectories", got=d.num_trajectories, hint="Use more trajectories.") from None
+            raise SpecError(
+                str(exc), key="data.num_trajectories", got=d.num_trajectories, hint="Use more trajectories."
+            ) from None
         states = torch.from_numpy(np.ascontiguousarray(source.states)).unsqueeze(2)  # (N, T, C=1, X)
         params = torch.full((states.shape[0], 1), math.log10(source.nu), dtype=torch.float32)  # (N, P)
         self.states = {k: states[torch.from_numpy(v)] for k, v in self.splits.items()}
@@ -97,7 +104,9 @@ class PDEDataModule(L.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def train_dataloader(self) -> DataLoader:
-        ds = WindowDataset(self.states["train"], self.params["train"], self.source.dt, self.spec.train.unroll_steps + 1)
+        ds = WindowDataset(
+            self.states["train"], self.params["train"], self.source.dt, self.spec.train.unroll_steps + 1
+        )
         rank, world = self._rank_world()
         sampler = EpochSampler(len(ds), seed=self.spec.seed, shuffle=True, rank=rank, world_size=world)
         return DataLoader(ds, batch_size=self.spec.train.batch_size, sampler=sampler, drop_last=False)
@@ -107,7 +116,9 @@ class PDEDataModule(L.LightningDataModule):
         rank, world = self._rank_world()
         # no padding for evaluation: shards are disjoint and cover the split exactly
         idx = list(range(rank, len(ds), world))
-        return DataLoader(torch.utils.data.Subset(ds, idx), batch_size=self.spec.eval.batch_size, shuffle=False)
+        return DataLoader(
+            torch.utils.data.Subset(ds, idx), batch_size=self.spec.eval.batch_size, shuffle=False
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

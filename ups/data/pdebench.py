@@ -1,4 +1,5 @@
-"""PDEBench's 1D HDF5 layout: `tensor` (N, T, X) float32, `x-coordinate` (X,), `t-coordinate` (T or T+1,), attrs.
+"""PDEBench's 1D HDF5 layout: `tensor` (N, T, X) float32, `x-coordinate` (X,), `t-coordinate` (T or T+1,),
+file attributes such as `Nu`.
 
 Real files are up to 8 GB, so the reader keeps only the coordinates and attributes in memory and reads
 trajectories in bounded chunks, already subsampled to the spec's grid and frame spacing.
@@ -52,6 +53,9 @@ def write_pdebench(
             f.create_dataset("t-coordinate", data=np.asarray(t, dtype=np.float32))
             for key, value in attrs.items():
                 f.attrs[key] = value
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a data file is as readable as any other
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -80,6 +84,8 @@ class PDEBenchFile:
             raise SpecError("the file does not exist", key="data.path", got=got)
         if not self.path.is_file():
             raise SpecError("is not a file", key="data.path", got=got)
+        if not os.access(self.path, os.R_OK):
+            raise SpecError("the file cannot be read (permission denied)", key="data.path", got=got)
         try:
             is_hdf5 = h5py.is_hdf5(self.path)
         except OSError as err:
@@ -180,7 +186,7 @@ class PDEBenchFile:
         return self._x[:: self._space_stride(num_points)].copy()
 
     def read(self, indices: np.ndarray, *, num_points: int, dt: float, num_frames: int) -> np.ndarray:
-        """Trajectories `indices`, every `dt` from the first frame, on every (X/num_points)-th point.  # (n, T, X)"""
+        """Trajectories `indices` (n, T, X) float32: every `dt` from the first frame, every (X_file/X)-th point."""
         space = self._space_stride(num_points)
         time = self._time_stride(dt)
         last = (num_frames - 1) * time + 1

@@ -31,7 +31,9 @@ def assign_splits(
         split_of(i, split_seed=split_seed, val_fraction=val_fraction, test_fraction=test_fraction)
         for i in range(num_trajectories)
     ]
-    splits = {name: np.array([i for i, s in enumerate(labels) if s == name], dtype=np.int64) for name in SPLIT_NAMES}
+    splits = {
+        name: np.array([i for i, s in enumerate(labels) if s == name], dtype=np.int64) for name in SPLIT_NAMES
+    }
     empty = [name for name, idx in splits.items() if len(idx) == 0]
     if empty:
         raise ValueError(

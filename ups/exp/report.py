@@ -42,7 +42,14 @@ def plot_rollout(pred: np.ndarray, true: np.ndarray, *, context_frames: int, pat
         (axes[1], pred, "prediction", "RdBu_r"),
         (axes[2], err, "|error|", "magma"),
     ):
-        im = ax.imshow(data, aspect="auto", origin="lower", cmap=cmap, vmin=0 if title == "|error|" else -vmax, vmax=None if title == "|error|" else vmax)
+        im = ax.imshow(
+            data,
+            aspect="auto",
+            origin="lower",
+            cmap=cmap,
+            vmin=0 if title == "|error|" else -vmax,
+            vmax=None if title == "|error|" else vmax,
+        )
         ax.axhline(context_frames - 0.5, color="k", lw=0.8, ls="--")
         ax.set_title(title)
         ax.set_xlabel("x index")

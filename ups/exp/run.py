@@ -32,7 +32,12 @@ class RunResult:
     where: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"run_id": self.run_id, "experiment": self.experiment, "metrics": self.metrics, "checkpoint": self.checkpoint}
+        return {
+            "run_id": self.run_id,
+            "experiment": self.experiment,
+            "metrics": self.metrics,
+            "checkpoint": self.checkpoint,
+        }
 
 
 def global_rank(devices: int) -> int:
@@ -79,7 +84,7 @@ def run_spec(resolved: ResolvedSpec, *, resume: bool = False, progress_bar: bool
 
     from ups.data.datamodule import PDEDataModule
     from ups.data.source import load_source
-    from ups.exp.report import metrics_table, plot_error_growth, plot_rollout
+    from ups.exp.report import plot_error_growth, plot_rollout
     from ups.exp.tracking import base_tags, start_tracking
     from ups.spec.redact import redact
     from ups.training.operator_module import OperatorModule
@@ -94,12 +99,16 @@ def run_spec(resolved: ResolvedSpec, *, resume: bool = False, progress_bar: bool
     if spec.hardware.compile:
         module.model = torch.compile(module.model)
 
-    session = start_tracking(resolved, home, resume=record, rank=rank, tags=base_tags(resolved, source.fingerprint))
+    session = start_tracking(
+        resolved, home, resume=record, rank=rank, tags=base_tags(resolved, source.fingerprint)
+    )
     last = session.run_dir / "checkpoints" / "last.ckpt"
     ckpt_path = str(last) if resume and last.is_file() else None
     if resume:
         log.info("resuming run %s from %s", session.run_id, ckpt_path or "the start (no checkpoint yet)")
-    trainer, ckpt_cb = build_trainer(spec, run_dir=session.run_dir, loggers=session.loggers, progress_bar=progress_bar)
+    trainer, ckpt_cb = build_trainer(
+        spec, run_dir=session.run_dir, loggers=session.loggers, progress_bar=progress_bar
+    )
 
     try:
         with lightning_owns_sigterm():
@@ -116,7 +125,9 @@ def run_spec(resolved: ResolvedSpec, *, resume: bool = False, progress_bar: bool
         session.finish("FAILED")
         raise
 
-    metrics = {f"{split}/{k}": v for split in ("val", "test") for k, v in module.last_eval[split]["metrics"].items()}
+    metrics = {
+        f"{split}/{k}": v for split in ("val", "test") for k, v in module.last_eval[split]["metrics"].items()
+    }
     wall = time.time() - started
     where = [f"checkpoint: {best}"]
     if rank == 0 and session.is_logging:
@@ -127,7 +138,12 @@ def run_spec(resolved: ResolvedSpec, *, resume: bool = False, progress_bar: bool
         test = module.last_eval["test"]
         example_pred, example_true = (t[0, :, 0].numpy() for t in test["example"])  # (T, X)
         plots = [
-            plot_rollout(example_pred, example_true, context_frames=spec.eval.context_frames, path=artifacts / "rollout_test.png"),
+            plot_rollout(
+                example_pred,
+                example_true,
+                context_frames=spec.eval.context_frames,
+                path=artifacts / "rollout_test.png",
+            ),
             plot_error_growth(
                 test["per_sample"]["rollout_steps"].numpy(),
                 test["per_sample"]["persistence_rollout_steps"].numpy(),
@@ -141,7 +157,9 @@ def run_spec(resolved: ResolvedSpec, *, resume: bool = False, progress_bar: bool
             session.log_artifact(Path(best), "checkpoints")
         if session.mlflow_uri:
             uri = redact(session.mlflow_uri)
-            where.append(f"mlflow: run {session.run_id} in experiment '{spec.name}' — `mlflow ui --backend-store-uri {uri}`")
+            where.append(
+                f"mlflow: run {session.run_id} in experiment '{spec.name}' — `mlflow ui --backend-store-uri {uri}`"
+            )
         where.append(f"plots: {artifacts}")
     session.finish("FINISHED")
     return RunResult(session.run_id, spec.name, metrics, best, wall, where)

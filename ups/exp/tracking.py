@@ -44,8 +44,15 @@ def _mlflow_logger_class():
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -123,7 +130,9 @@ def _mlflow_experiment(client: Any, name: str, uri: str, home: Path) -> str:
         return exp.experiment_id
 
 
-def start_tracking(resolved: ResolvedSpec, home: Path, *, resume: RunRecord | None, rank: int, tags: dict[str, str]) -> TrackingSession:
+def start_tracking(
+    resolved: ResolvedSpec, home: Path, *, resume: RunRecord | None, rank: int, tags: dict[str, str]
+) -> TrackingSession:
     spec = resolved.spec
     cfg = spec.tracking
     if rank != 0:
@@ -165,7 +174,11 @@ def start_tracking(resolved: ResolvedSpec, home: Path, *, resume: RunRecord | No
     loggers: list = []
     if client is not None:
         client.set_tag(run_id, "wandb.run_id", run_id if wandb_on else "none")
-        loggers.append(_mlflow_logger_class()(experiment_name=spec.name, tracking_uri=uri, run_id=run_id, synchronous=False))
+        loggers.append(
+            _mlflow_logger_class()(
+                experiment_name=spec.name, tracking_uri=uri, run_id=run_id, synchronous=False
+            )
+        )
     if wandb_on:
         from lightning.pytorch.loggers import WandbLogger
 
@@ -177,16 +190,33 @@ def start_tracking(resolved: ResolvedSpec, home: Path, *, resume: RunRecord | No
             save_dir=str(home),
             mode=cfg.wandb.mode,
             resume="allow",
-            config={"spec": redact_tree(resolved.to_dict()), "mlflow_run_id": run_id if mlflow_on else None,
-                    "mlflow_tracking_uri": redact(uri) if mlflow_on else None, **tags},
+            config={
+                "spec": redact_tree(resolved.to_dict()),
+                "mlflow_run_id": run_id if mlflow_on else None,
+                "mlflow_tracking_uri": redact(uri) if mlflow_on else None,
+                **tags,
+            },
         )
         loggers.append(wandb_logger)
         if client is not None:
             client.set_tag(run_id, "wandb.dir", str(Path(wandb_logger.experiment.dir).parent))
-    log.info("run %s (%s) tracking: mlflow=%s wandb=%s", run_name, run_id, redact(uri) if mlflow_on else "off",
-             cfg.wandb.mode if wandb_on else "off")
-    return TrackingSession(run_id=run_id, run_name=run_name, experiment=spec.name, home=home, record=record,
-                           mlflow_uri=uri if mlflow_on else None, loggers=loggers, _client=client)
+    log.info(
+        "run %s (%s) tracking: mlflow=%s wandb=%s",
+        run_name,
+        run_id,
+        redact(uri) if mlflow_on else "off",
+        cfg.wandb.mode if wandb_on else "off",
+    )
+    return TrackingSession(
+        run_id=run_id,
+        run_name=run_name,
+        experiment=spec.name,
+        home=home,
+        record=record,
+        mlflow_uri=uri if mlflow_on else None,
+        loggers=loggers,
+        _client=client,
+    )
 
 
 def _param(key: str, value: str):

@@ -78,4 +78,11 @@ class RunRecord:
 
 
 def new_record(run_id: str, run_name: str, experiment: str, spec_hash: str) -> RunRecord:
-    return RunRecord(run_id=run_id, run_name=run_name, experiment=experiment, spec_hash=spec_hash, status="RUNNING", created=time.time())
+    return RunRecord(
+        run_id=run_id,
+        run_name=run_name,
+        experiment=experiment,
+        spec_hash=spec_hash,
+        status="RUNNING",
+        created=time.time(),
+    )

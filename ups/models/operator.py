@@ -77,12 +77,17 @@ class LatentOperator(nn.Module):
         self.encoder = nn.Sequential(
             nn.Conv1d(num_fields + 2, d, kernel_size=p, stride=p), nn.GELU(), nn.Conv1d(d, d, 1)
         )
-        self.cond = nn.Sequential(nn.Linear(num_params + 1, cfg.cond_dim), nn.GELU(), nn.Linear(cfg.cond_dim, cfg.cond_dim))
+        self.cond = nn.Sequential(
+            nn.Linear(num_params + 1, cfg.cond_dim), nn.GELU(), nn.Linear(cfg.cond_dim, cfg.cond_dim)
+        )
         self.blocks = nn.ModuleList(ProcessorBlock(cfg) for _ in range(cfg.num_layers))
         w, k = cfg.decoder_dim, cfg.decoder_kernel
         self.decoder = nn.ConvTranspose1d(d, w, kernel_size=p, stride=p)
         self.head = nn.Sequential(
-            nn.GELU(), nn.Conv1d(w, w, k, padding=k // 2, padding_mode="circular"), nn.GELU(), nn.Conv1d(w, num_fields, 1)
+            nn.GELU(),
+            nn.Conv1d(w, w, k, padding=k // 2, padding_mode="circular"),
+            nn.GELU(),
+            nn.Conv1d(w, num_fields, 1),
         )
         nn.init.zeros_(self.head[-1].weight)  # start as the identity map (persistence)
         nn.init.zeros_(self.head[-1].bias)

@@ -24,7 +24,13 @@ def _check_metric(spec: Spec, source: Source, key: str, name: str) -> None:
         hint = did_you_mean(name, produced)
         if name.startswith("test/"):
             hint = "The test split never selects or stops anything; use the `val/` metric. " + hint
-        raise SpecError(f"not a metric the `{spec.stage.kind}` stage produces", file=source(key), key=key, got=name, hint=hint)
+        raise SpecError(
+            f"not a metric the `{spec.stage.kind}` stage produces",
+            file=source(key),
+            key=key,
+            got=name,
+            hint=hint,
+        )
 
 
 def check_spec(spec: Spec, source: Source) -> None:
@@ -41,25 +47,63 @@ def check_spec(spec: Spec, source: Source) -> None:
     _require(0 < t.gamma <= 1, source, "train.gamma", "must be in (0, 1]", t.gamma)
     _require(t.step_size >= 1, source, "train.step_size", "must be >= 1", t.step_size)
     _require(t.warmup_steps >= 0, source, "train.warmup_steps", "must be >= 0", t.warmup_steps)
-    _require(t.accumulate_grad_batches >= 1, source, "train.accumulate_grad_batches", "must be >= 1", t.accumulate_grad_batches)
+    _require(
+        t.accumulate_grad_batches >= 1,
+        source,
+        "train.accumulate_grad_batches",
+        "must be >= 1",
+        t.accumulate_grad_batches,
+    )
     _require(t.save_top_k >= 1, source, "train.save_top_k", "must be >= 1", t.save_top_k)
-    _require(t.val_every_n_epochs >= 1, source, "train.val_every_n_epochs", "must be >= 1", t.val_every_n_epochs)
+    _require(
+        t.val_every_n_epochs >= 1, source, "train.val_every_n_epochs", "must be >= 1", t.val_every_n_epochs
+    )
     _require(t.log_every_n_steps >= 1, source, "train.log_every_n_steps", "must be >= 1", t.log_every_n_steps)
     if t.grad_clip is not None:
         _require(t.grad_clip > 0, source, "train.grad_clip", "must be > 0 (or null to disable)", t.grad_clip)
     if t.batches_per_epoch is not None:
-        _require(t.batches_per_epoch >= 1, source, "train.batches_per_epoch", "must be >= 1 (or null)", t.batches_per_epoch)
+        _require(
+            t.batches_per_epoch >= 1,
+            source,
+            "train.batches_per_epoch",
+            "must be >= 1 (or null)",
+            t.batches_per_epoch,
+        )
     if t.max_time_minutes is not None:
-        _require(t.max_time_minutes > 0, source, "train.max_time_minutes", "must be > 0 (or null)", t.max_time_minutes)
-    _require(t.early_stopping.patience >= 1, source, "train.early_stopping.patience", "must be >= 1", t.early_stopping.patience)
+        _require(
+            t.max_time_minutes > 0,
+            source,
+            "train.max_time_minutes",
+            "must be > 0 (or null)",
+            t.max_time_minutes,
+        )
+    _require(
+        t.early_stopping.patience >= 1,
+        source,
+        "train.early_stopping.patience",
+        "must be >= 1",
+        t.early_stopping.patience,
+    )
     _check_metric(spec, source, "train.checkpoint_metric", t.checkpoint_metric)
     if t.early_stopping.metric is not None:
         _check_metric(spec, source, "train.early_stopping.metric", t.early_stopping.metric)
     for key, w in vars(spec.stage.loss).items():
         _require(w >= 0, source, f"stage.loss.{key}", "must be >= 0", w)
-    _require(sum(vars(spec.stage.loss).values()) > 0, source, "stage.loss", "at least one loss weight must be > 0", vars(spec.stage.loss))
+    _require(
+        sum(vars(spec.stage.loss).values()) > 0,
+        source,
+        "stage.loss",
+        "at least one loss weight must be > 0",
+        vars(spec.stage.loss),
+    )
 
-    _require(d.num_trajectories >= 3, source, "data.num_trajectories", "must be >= 3 (train, val and test need one each)", d.num_trajectories)
+    _require(
+        d.num_trajectories >= 3,
+        source,
+        "data.num_trajectories",
+        "must be >= 3 (train, val and test need one each)",
+        d.num_trajectories,
+    )
     _require(d.num_points >= 8, source, "data.num_points", "must be >= 8", d.num_points)
     _require(d.dt > 0, source, "data.dt", "must be > 0", d.dt)
     _require(d.num_frames >= 2, source, "data.num_frames", "must be >= 2", d.num_frames)
@@ -68,32 +112,93 @@ def check_spec(spec: Spec, source: Source) -> None:
     for key in ("val_fraction", "test_fraction"):
         frac = getattr(d, key)
         _require(0 < frac < 1, source, f"data.{key}", "must be in (0, 1)", frac)
-    _require(d.val_fraction + d.test_fraction < 1, source, "data.test_fraction", "val_fraction + test_fraction must be < 1 (train needs data)", d.val_fraction + d.test_fraction)
+    _require(
+        d.val_fraction + d.test_fraction < 1,
+        source,
+        "data.test_fraction",
+        "val_fraction + test_fraction must be < 1 (train needs data)",
+        d.val_fraction + d.test_fraction,
+    )
     if d.path is None:
-        _require(d.nu is not None, source, "data.nu", "the generator needs a viscosity", d.nu, "Set data.nu or data.path.")
-        _require(d.generator.solver_points % d.num_points == 0, source, "data.generator.solver_points", f"must be a multiple of data.num_points ({d.num_points})", d.generator.solver_points)
+        _require(
+            d.nu is not None,
+            source,
+            "data.nu",
+            "the generator needs a viscosity",
+            d.nu,
+            "Set data.nu or data.path.",
+        )
+        _require(
+            d.generator.solver_points % d.num_points == 0,
+            source,
+            "data.generator.solver_points",
+            f"must be a multiple of data.num_points ({d.num_points})",
+            d.generator.solver_points,
+        )
     else:
         p = Path(d.path).expanduser()
-        _require(p.is_file(), source, "data.path", "file not found", d.path, "Give a PDEBench HDF5 file, or remove data.path to generate data.")
+        _require(
+            p.is_file(),
+            source,
+            "data.path",
+            "file not found",
+            d.path,
+            "Give a PDEBench HDF5 file, or remove data.path to generate data.",
+        )
         _require(os.access(p, os.R_OK), source, "data.path", "file is not readable", d.path)
 
     _require(e.context_frames >= 1, source, "eval.context_frames", "must be >= 1", e.context_frames)
     _require(e.horizon >= 1, source, "eval.horizon", "must be >= 1", e.horizon)
     _require(e.batch_size >= 1, source, "eval.batch_size", "must be >= 1", e.batch_size)
     _require(
-        e.context_frames + e.horizon <= d.num_frames, source, "eval.horizon",
-        f"context_frames + horizon must be <= data.num_frames ({d.num_frames})", e.context_frames + e.horizon,
+        e.context_frames + e.horizon <= d.num_frames,
+        source,
+        "eval.horizon",
+        f"context_frames + horizon must be <= data.num_frames ({d.num_frames})",
+        e.context_frames + e.horizon,
     )
-    _require(t.unroll_steps < d.num_frames, source, "train.unroll_steps", f"must be < data.num_frames ({d.num_frames})", t.unroll_steps)
+    _require(
+        t.unroll_steps < d.num_frames,
+        source,
+        "train.unroll_steps",
+        f"must be < data.num_frames ({d.num_frames})",
+        t.unroll_steps,
+    )
     for hz in e.report_horizons:
-        _require(1 <= hz <= e.horizon, source, "eval.report_horizons", f"every step must be in [1, eval.horizon={e.horizon}]", hz)
+        _require(
+            1 <= hz <= e.horizon,
+            source,
+            "eval.report_horizons",
+            f"every step must be in [1, eval.horizon={e.horizon}]",
+            hz,
+        )
 
     _require(m.patch_size >= 1, source, "model.patch_size", "must be >= 1", m.patch_size)
-    _require(d.num_points % m.patch_size == 0, source, "model.patch_size", f"must divide data.num_points ({d.num_points})", m.patch_size)
-    for key in ("latent_dim", "num_layers", "num_modes", "cond_dim", "mlp_ratio", "decoder_dim", "decoder_kernel"):
+    _require(
+        d.num_points % m.patch_size == 0,
+        source,
+        "model.patch_size",
+        f"must divide data.num_points ({d.num_points})",
+        m.patch_size,
+    )
+    for key in (
+        "latent_dim",
+        "num_layers",
+        "num_modes",
+        "cond_dim",
+        "mlp_ratio",
+        "decoder_dim",
+        "decoder_kernel",
+    ):
         _require(getattr(m, key) >= 1, source, f"model.{key}", "must be >= 1", getattr(m, key))
     tokens = d.num_points // m.patch_size
-    _require(m.num_modes <= tokens // 2 + 1, source, "model.num_modes", f"must be <= tokens // 2 + 1 = {tokens // 2 + 1} (tokens = num_points / patch_size)", m.num_modes)
+    _require(
+        m.num_modes <= tokens // 2 + 1,
+        source,
+        "model.num_modes",
+        f"must be <= tokens // 2 + 1 = {tokens // 2 + 1} (tokens = num_points / patch_size)",
+        m.num_modes,
+    )
     _require(m.decoder_kernel % 2 == 1, source, "model.decoder_kernel", "must be odd", m.decoder_kernel)
 
     _require(h.devices >= 1, source, "hardware.devices", "must be >= 1", h.devices)
@@ -101,6 +206,20 @@ def check_spec(spec: Spec, source: Source) -> None:
     if h.num_threads is not None:
         _require(h.num_threads >= 1, source, "hardware.num_threads", "must be >= 1 (or null)", h.num_threads)
     if h.strategy == "fsdp":
-        _require(h.accelerator == "gpu", source, "hardware.strategy", "FSDP requires GPUs (Lightning refuses it on CPU)", h.accelerator, "Use strategy: ddp on CPU.")
+        _require(
+            h.accelerator == "gpu",
+            source,
+            "hardware.strategy",
+            "FSDP requires GPUs (Lightning refuses it on CPU)",
+            h.accelerator,
+            "Use strategy: ddp on CPU.",
+        )
     if h.accelerator == "cpu" and h.precision != "32-true":
-        _require(h.precision == "bf16-mixed", source, "hardware.precision", "16-mixed needs a GPU", h.precision, "Use 32-true or bf16-mixed on CPU.")
+        _require(
+            h.precision == "bf16-mixed",
+            source,
+            "hardware.precision",
+            "16-mixed needs a GPU",
+            h.precision,
+            "Use 32-true or bf16-mixed on CPU.",
+        )

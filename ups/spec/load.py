@@ -172,7 +172,9 @@ def _translate(exc: OmegaConfBaseException, source: str, layer: dict[str, Any]) 
         return SpecError("unknown key", file=source, key=key, hint=hint)
     if "expected one of" in msg:
         choices = msg.split("expected one of", 1)[1].strip(" []").replace("'", "").split(", ")
-        return SpecError("not one of the choices", file=source, key=key, got=got, hint=did_you_mean(got, choices))
+        return SpecError(
+            "not one of the choices", file=source, key=key, got=got, hint=did_you_mean(got, choices)
+        )
     if "could not be converted to" in msg:
         wanted = msg.rsplit("converted to", 1)[1].strip().lower()
         article = "an" if wanted[:1] in "aeiou" else "a"
@@ -190,7 +192,9 @@ def _locate(merged: Any, exc: OmegaConfBaseException, source: str, layer: dict[s
         try:
             OmegaConf.merge(merged, {key: value})
         except OmegaConfBaseException:
-            expected = "a mapping" if isinstance(getattr(merged, key, None), dict | type(merged)) else "a scalar"
+            expected = (
+                "a mapping" if isinstance(getattr(merged, key, None), dict | type(merged)) else "a scalar"
+            )
             return SpecError(f"wrong type, expected {expected}", file=source, key=str(key), got=value)
     return _translate(exc, source, layer)
 
@@ -232,7 +236,11 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
             choices = available_blocks(configs, group)
             if name not in choices:
                 raise SpecError(
-                    f"unknown {group} block", file=spec_file, key=group, got=name, hint=did_you_mean(name, choices)
+                    f"unknown {group} block",
+                    file=spec_file,
+                    key=group,
+                    got=name,
+                    hint=did_you_mean(name, choices),
                 )
             block_path = configs / group / f"{name}.yaml"
             layers.append((str(block_path), {group: read_yaml_mapping(block_path)}))
@@ -241,7 +249,9 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
                 "missing required value",
                 file=spec_file,
                 key=group,
-                hint=did_you_mean("", available_blocks(configs, group)).replace("Choices", f"Name a {group} block"),
+                hint=did_you_mean("", available_blocks(configs, group)).replace(
+                    "Choices", f"Name a {group} block"
+                ),
             )
         if inline:
             body[group] = inline

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<secret>[^@/\s]+)@")
+_URL_PASSWORD = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<secret>[^@/\s]+)@"
+)
 _SECRET_KEYS = re.compile(r"(api[_-]?key|token|secret|password|passwd)", re.IGNORECASE)
 MASK = "***"
 

@@ -41,8 +41,12 @@ class OperatorModule(L.LightningModule):
         rollout = self.model.rollout(window[:, 0], params, dt, k)  # (B, K, C, X)
         losses = loss_bundle(rollout, window[:, 1:], self.spec.stage.loss)
         if not torch.isfinite(losses["loss"]):
-            raise NonFiniteLossError(f"non-finite training loss at step {self.global_step}: {losses['loss'].item()}")
-        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=False, batch_size=window.shape[0])
+            raise NonFiniteLossError(
+                f"non-finite training loss at step {self.global_step}: {losses['loss'].item()}"
+            )
+        self.log_dict(
+            {f"train/{k}": v for k, v in losses.items()}, prog_bar=False, batch_size=window.shape[0]
+        )
         self.log("loss", losses["loss"], prog_bar=True, logger=False, batch_size=window.shape[0])
         return losses["loss"]
 
@@ -50,7 +54,12 @@ class OperatorModule(L.LightningModule):
     def _eval_step(self, batch) -> None:
         traj, params, dt = batch  # (B, T, C, X), (B, P), (B,)
         out = evaluate_batch(
-            self.model, traj, params, dt, context_frames=self.spec.eval.context_frames, horizon=self.spec.eval.horizon
+            self.model,
+            traj,
+            params,
+            dt,
+            context_frames=self.spec.eval.context_frames,
+            horizon=self.spec.eval.horizon,
         )
         for name, v in out.items():
             self._per_sample.setdefault(name, []).append(v.detach().cpu())
@@ -103,7 +112,9 @@ class OperatorModule(L.LightningModule):
     def configure_optimizers(self):
         optimizer = build_optimizer(self.model, self.spec.train)
         total = max(1, math.ceil(self.trainer.estimated_stepping_batches)) if self.trainer else 1
-        scheduler = build_scheduler(optimizer, self.spec.train, total_steps=total, monitor=self.spec.train.checkpoint_metric)
+        scheduler = build_scheduler(
+            optimizer, self.spec.train, total_steps=total, monitor=self.spec.train.checkpoint_metric
+        )
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": scheduler}

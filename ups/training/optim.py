@@ -21,7 +21,11 @@ class MuonHybrid(torch.optim.Optimizer):
         ids = {id(p) for p in matrices}
         others = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
         self.muon = torch.optim.Muon(
-            matrices, lr=lr, weight_decay=weight_decay, momentum=max(momentum, 0.9), adjust_lr_fn="match_rms_adamw"
+            matrices,
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=max(momentum, 0.9),
+            adjust_lr_fn="match_rms_adamw",
         )
         self.adamw = torch.optim.AdamW(others, lr=lr, weight_decay=weight_decay)
         self.inner = [o for o, params in ((self.muon, matrices), (self.adamw, others)) if params]
@@ -73,7 +77,9 @@ def cosine_with_warmup(step: int, *, warmup: int, total: int, min_ratio: float) 
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, *, total_steps: int, monitor: str) -> dict | None:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, *, total_steps: int, monitor: str
+) -> dict | None:
     """A Lightning `lr_scheduler` config dict, or None."""
     if cfg.scheduler == "none":
         return None
@@ -83,7 +89,9 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, *, total
     if cfg.scheduler == "cosine":
         sched = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
-            lambda s: cosine_with_warmup(s, warmup=cfg.warmup_steps, total=total_steps, min_ratio=cfg.min_lr_ratio),
+            lambda s: cosine_with_warmup(
+                s, warmup=cfg.warmup_steps, total=total_steps, min_ratio=cfg.min_lr_ratio
+            ),
         )
         return {"scheduler": sched, "interval": "step"}
     if cfg.scheduler == "plateau":
