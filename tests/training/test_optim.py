@@ -59,6 +59,8 @@ def test_muon_hybrid_routes_matrices_and_round_trips_state():
         total_steps=10,
         monitor="m",
     )
+    _loss(model).backward()
+    fresh.step()
     sched["scheduler"].step()
     assert {g["lr"] for g in fresh.param_groups} == {0.0005}
 

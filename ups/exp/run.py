@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +63,8 @@ def lightning_owns_sigterm():
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_spec(resolved: ResolvedSpec, *, resume: bool = False, progress_bar: bool = True) -> RunResult:
+def run_spec(resolved: ResolvedSpec, *, resume: bool = False, progress_bar: bool = True) -> RunResult | None:
+    """Train, evaluate and track one run. Returns None on ranks other than 0 (rank 0 reports)."""
     started = time.time()
     spec = resolved.spec
     home = workspace.home()
@@ -91,6 +93,9 @@ def run_spec(resolved: ResolvedSpec, *, resume: bool = False, progress_bar: bool
     from ups.training.trainer import build_trainer
 
     torch.set_flush_denormal(True)
+    # every rank holds the same gathered metrics, so Lightning's advice to sync them does not apply
+    warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     L.seed_everything(spec.seed, workers=True, verbose=False)
     source = load_source(spec.data, home)
     datamodule = PDEDataModule(spec, source)
@@ -162,6 +167,8 @@ def run_spec(resolved: ResolvedSpec, *, resume: bool = False, progress_bar: bool
             )
         where.append(f"plots: {artifacts}")
     session.finish("FINISHED")
+    if rank != 0:
+        return None
     return RunResult(session.run_id, spec.name, metrics, best, wall, where)
 
 
