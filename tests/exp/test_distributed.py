@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, write_tiny_spec
 
 
@@ -20,7 +19,11 @@ def test_cpu_ddp2_run_tracks_once_and_evaluates_every_sample(tmp_path):
     def run(*extra):
         proc = subprocess.run(
             [sys.executable, "-m", "ups.cli", "run", str(spec), "--json", "--no-progress", *extra],
-            env=env, capture_output=True, text=True, timeout=600, cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=ROOT,
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -29,7 +32,11 @@ def test_cpu_ddp2_run_tracks_once_and_evaluates_every_sample(tmp_path):
     ddp = run("hardware=cpu_ddp2")
     assert len(ddp) == 1, "only rank 0 reports"
     # persistence does not depend on the model: equal values prove both ranks' shards were gathered
-    for name in ("val/persistence_rollout_nrmse", "test/persistence_nrmse", "test/persistence_nrmse_band_high"):
+    for name in (
+        "val/persistence_rollout_nrmse",
+        "test/persistence_nrmse",
+        "test/persistence_nrmse_band_high",
+    ):
         assert ddp[0]["metrics"][name] == pytest.approx(single["metrics"][name], rel=1e-9)
     import mlflow
 
