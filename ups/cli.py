@@ -37,6 +37,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep = with_spec("sweep", "run an Optuna study of the spec's search space (resumable, parallel)")
+    sweep.add_argument(
+        "--trials", type=int, help="total finished trials the study should reach (overrides sweep.trials)"
+    )
+    sweep.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    sweep.add_argument("--storage", help="Optuna storage URL (default sqlite:///$UPS_HOME/optuna.db)")
+    sweep.add_argument("--study", help="study name (default: the spec's name)")
+    sweep.add_argument("--new-study", action="store_true", help="start a fresh study instead of continuing")
+    sweep.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
+    sweep.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    status = with_spec("status", "show the spec's study: trials, states, values, best")
+    status.add_argument("--storage", help="Optuna storage URL")
+    status.add_argument("--study", help="study name")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
     with_spec("validate", "check a spec (and its overrides) without running anything")
     with_spec("show", "print the fully resolved spec as YAML")
     return parser
@@ -81,6 +95,14 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "run":
             return _run(args, resolved)
+        if args.command == "sweep":
+            return _sweep(args, resolved)
+        if args.command == "status":
+            from ups.exp.status import status_table, study_status
+
+            status = study_status(resolved, storage=args.storage, study=args.study)
+            print(json.dumps(status, default=str) if args.json else status_table(status))
+            return EXIT_OK
         raise AssertionError(args.command)
     except SpecError as exc:
         if args.debug:
@@ -115,6 +137,38 @@ def _run(args: argparse.Namespace, resolved) -> int:
     print(summary(result))
     if args.json:
         print(json.dumps(result.to_json()))
+    return EXIT_OK
+
+
+def _sweep(args: argparse.Namespace, resolved) -> int:
+    from ups.exp.sweep import SweepFailed, run_sweep
+
+    try:
+        result = run_sweep(
+            resolved,
+            trials=args.trials,
+            workers=args.workers,
+            storage=args.storage,
+            study=args.study,
+            new_study=args.new_study,
+            worker_index=args.worker_index,
+        )
+    except SweepFailed as exc:
+        print(f"sweep failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if result is None:  # a worker
+        return EXIT_OK
+    t = result.trials
+    print(
+        f"study {result.study} ({result.storage}): {t['complete']} complete, {t['pruned']} pruned, {t['failed']} failed"
+    )
+    best = result.best
+    if isinstance(best, dict):
+        print(
+            f"best: trial {best['number']} value {best['value']:.5g} params {best['params']} run {best['run_id']}"
+        )
+    if args.json:
+        print(json.dumps(result.to_json(), default=str))
     return EXIT_OK
 
 

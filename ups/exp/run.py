@@ -8,6 +8,7 @@ import os
 import signal
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,17 @@ class RunInterrupted(Exception):
 
 
 @dataclass
+class TrialHooks:
+    """What a sweep adds to a run: pruning callbacks, tags tying it to the study, its W&B group."""
+
+    callbacks: list = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    wandb_group: str | None = None
+    on_start: Callable[[str], None] | None = None
+    """Called with the run id as soon as it exists (so even failed trials point at their run)."""
+
+
+@dataclass
 class RunResult:
     run_id: str
     experiment: str
@@ -31,6 +43,8 @@ class RunResult:
     checkpoint: str
     wall_seconds: float
     where: list[str] = field(default_factory=list)
+    extras: dict[str, float] = field(default_factory=dict)
+    """`model/num_params` and `model/inference_ms` (a batch-32 forward pass): possible sweep objectives."""
 
     def to_json(self) -> dict:
         return {
@@ -63,8 +77,18 @@ def lightning_owns_sigterm():
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_spec(resolved: ResolvedSpec, *, resume: bool = False, progress_bar: bool = True) -> RunResult | None:
-    """Train, evaluate and track one run. Returns None on ranks other than 0 (rank 0 reports)."""
+def run_spec(
+    resolved: ResolvedSpec,
+    *,
+    resume: bool = False,
+    progress_bar: bool = True,
+    trial: TrialHooks | None = None,
+) -> RunResult | None:
+    """Train, evaluate and track one run. Returns None on ranks other than 0 (rank 0 reports).
+
+    With `trial` (a sweep), the run is a child of the study's MLflow run and skips the test split: the test
+    split never selects, so trials are scored on validation only.
+    """
     started = time.time()
     spec = resolved.spec
     home = workspace.home()
@@ -104,15 +128,22 @@ def run_spec(resolved: ResolvedSpec, *, resume: bool = False, progress_bar: bool
     if spec.hardware.compile:
         module.model = torch.compile(module.model)
 
+    tags = {**base_tags(resolved, source.fingerprint), **(trial.tags if trial else {})}
     session = start_tracking(
-        resolved, home, resume=record, rank=rank, tags=base_tags(resolved, source.fingerprint)
+        resolved, home, resume=record, rank=rank, tags=tags, wandb_group=trial.wandb_group if trial else None
     )
+    if trial and trial.on_start:
+        trial.on_start(session.run_id)
     last = session.run_dir / "checkpoints" / "last.ckpt"
     ckpt_path = str(last) if resume and last.is_file() else None
     if resume:
         log.info("resuming run %s from %s", session.run_id, ckpt_path or "the start (no checkpoint yet)")
     trainer, ckpt_cb = build_trainer(
-        spec, run_dir=session.run_dir, loggers=session.loggers, progress_bar=progress_bar
+        spec,
+        run_dir=session.run_dir,
+        loggers=session.loggers,
+        progress_bar=progress_bar,
+        callbacks=trial.callbacks if trial else [],
     )
 
     try:
@@ -122,17 +153,23 @@ def run_spec(resolved: ResolvedSpec, *, resume: bool = False, progress_bar: bool
                 raise RunInterrupted("training was interrupted")
             best = ckpt_cb.best_model_path or ckpt_cb.last_model_path
             trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
-            trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+            if trial is None:
+                trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
     except (SystemExit, KeyboardInterrupt, RunInterrupted) as exc:  # Lightning exits on SIGTERM/SIGINT
         session.finish("KILLED")
         raise RunInterrupted(f"run {session.run_id} interrupted; continue it with --resume") from exc
-    except BaseException:
-        session.finish("FAILED")
+    except BaseException as exc:
+        pruned = type(exc).__name__ == "TrialPruned"
+        session.finish("KILLED" if pruned else "FAILED", record_status="PRUNED" if pruned else None)
         raise
 
     metrics = {
-        f"{split}/{k}": v for split in ("val", "test") for k, v in module.last_eval[split]["metrics"].items()
+        f"{split}/{k}": v
+        for split in ("val", "test")
+        if split in module.last_eval
+        for k, v in module.last_eval[split]["metrics"].items()
     }
+    extras = _model_extras(module.model, datamodule)
     wall = time.time() - started
     where = [f"checkpoint: {best}"]
     if rank == 0 and session.is_logging:
@@ -140,22 +177,23 @@ def run_spec(resolved: ResolvedSpec, *, resume: bool = False, progress_bar: bool
         artifacts.mkdir(parents=True, exist_ok=True)
         spec_yaml = artifacts / "spec.yaml"
         spec_yaml.write_text(resolved.to_yaml())
-        test = module.last_eval["test"]
-        example_pred, example_true = (t[0, :, 0].numpy() for t in test["example"])  # (T, X)
+        split = "test" if "test" in module.last_eval else "val"
+        shown = module.last_eval[split]
+        example_pred, example_true = (t[0, :, 0].numpy() for t in shown["example"])  # (T, X)
         plots = [
             plot_rollout(
                 example_pred,
                 example_true,
                 context_frames=spec.eval.context_frames,
-                path=artifacts / "rollout_test.png",
+                path=artifacts / f"rollout_{split}.png",
             ),
             plot_error_growth(
-                test["per_sample"]["rollout_steps"].numpy(),
-                test["per_sample"]["persistence_rollout_steps"].numpy(),
-                path=artifacts / "error_growth_test.png",
+                shown["per_sample"]["rollout_steps"].numpy(),
+                shown["per_sample"]["persistence_rollout_steps"].numpy(),
+                path=artifacts / f"error_growth_{split}.png",
             ),
         ]
-        session.log_metrics({"wall_time_s": wall, "epochs": trainer.current_epoch})
+        session.log_metrics({"wall_time_s": wall, "epochs": trainer.current_epoch, **extras})
         for path in (spec_yaml, *plots):
             session.log_artifact(path)
         if spec.tracking.mlflow.log_checkpoint and best:
@@ -169,7 +207,25 @@ def run_spec(resolved: ResolvedSpec, *, resume: bool = False, progress_bar: bool
     session.finish("FINISHED")
     if rank != 0:
         return None
-    return RunResult(session.run_id, spec.name, metrics, best, wall, where)
+    return RunResult(session.run_id, spec.name, metrics, best, wall, where, extras)
+
+
+def _model_extras(model, datamodule) -> dict[str, float]:
+    import torch
+
+    states = datamodule.states["val"][:32, 0]  # (B, C, X)
+    params = datamodule.params["val"][: states.shape[0]]
+    dt = torch.full((states.shape[0],), datamodule.source.dt)
+    with torch.no_grad():
+        model(states, params, dt)  # warm-up
+        start = time.perf_counter()
+        for _ in range(5):
+            model(states, params, dt)
+        elapsed = (time.perf_counter() - start) / 5
+    return {
+        "model/num_params": float(sum(p.numel() for p in model.parameters())),
+        "model/inference_ms": 1000 * elapsed,
+    }
 
 
 def summary(result: RunResult) -> str:

@@ -97,11 +97,11 @@ class TrackingSession:
             if logger.__class__.__name__ == "WandbLogger":
                 logger.experiment.summary.update(metrics)
 
-    def finish(self, status: str) -> None:
-        """status: FINISHED | FAILED | KILLED (also recorded in run.json for `--resume`)."""
+    def finish(self, status: str, *, record_status: str | None = None) -> None:
+        """status: FINISHED | FAILED | KILLED (also recorded in run.json for `--resume`, unless `record_status`)."""
         if self.record is None:
             return
-        self.record.status = status
+        self.record.status = record_status or status
         self.record.save(self.home)
         if self._client is not None:
             import mlflow
@@ -114,6 +114,11 @@ class TrackingSession:
 
                 if wandb.run is not None:
                     wandb.finish(exit_code=0 if status == "FINISHED" else 1)
+
+
+def mlflow_uri(spec, home: Path) -> str:
+    """The spec's tracking URI, else $MLFLOW_TRACKING_URI, else the workspace's sqlite file."""
+    return spec.tracking.mlflow.uri or os.environ.get("MLFLOW_TRACKING_URI") or default_mlflow_uri(home)
 
 
 def _mlflow_experiment(client: Any, name: str, uri: str, home: Path) -> str:
@@ -131,7 +136,13 @@ def _mlflow_experiment(client: Any, name: str, uri: str, home: Path) -> str:
 
 
 def start_tracking(
-    resolved: ResolvedSpec, home: Path, *, resume: RunRecord | None, rank: int, tags: dict[str, str]
+    resolved: ResolvedSpec,
+    home: Path,
+    *,
+    resume: RunRecord | None,
+    rank: int,
+    tags: dict[str, str],
+    wandb_group: str | None = None,
 ) -> TrackingSession:
     spec = resolved.spec
     cfg = spec.tracking
@@ -146,7 +157,7 @@ def start_tracking(
 
     mlflow_on = cfg.mlflow.enabled
     wandb_on = cfg.wandb.enabled and cfg.wandb.mode != "disabled"
-    uri = cfg.mlflow.uri or os.environ.get("MLFLOW_TRACKING_URI") or default_mlflow_uri(home)
+    uri = mlflow_uri(spec, home)
     client = None
     if mlflow_on:
         from mlflow.tracking import MlflowClient
@@ -190,6 +201,7 @@ def start_tracking(
             save_dir=str(home),
             mode=cfg.wandb.mode,
             resume="allow",
+            group=wandb_group,
             config={
                 "spec": redact_tree(resolved.to_dict()),
                 "mlflow_run_id": run_id if mlflow_on else None,

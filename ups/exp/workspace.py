@@ -49,7 +49,7 @@ class RunRecord:
     run_name: str
     experiment: str
     spec_hash: str
-    status: str  # RUNNING | FINISHED | FAILED | KILLED
+    status: str  # RUNNING | FINISHED | FAILED | KILLED | PRUNED (a sweep stopped it)
     created: float
     wandb_run_id: str | None = None
 
@@ -72,7 +72,7 @@ class RunRecord:
                 rec = cls(**json.loads(path.read_text()))
             except (ValueError, TypeError):
                 continue
-            if rec.spec_hash == spec_hash and rec.status != "FINISHED":
+            if rec.spec_hash == spec_hash and rec.status not in ("FINISHED", "PRUNED"):
                 found.append(rec)
         return max(found, key=lambda r: r.created) if found else None
 

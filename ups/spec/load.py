@@ -26,6 +26,7 @@ from ups.spec.checks import check_spec
 from ups.spec.errors import SpecError, did_you_mean
 from ups.spec.redact import redact, redact_tree
 from ups.spec.schema import BLOCK_GROUPS, DEFAULT_BLOCKS, Spec
+from ups.spec.search_space import Param, check_sweep, parse_search_space, search_spaces_dir
 
 COMMAND_LINE = "command line"
 
@@ -38,6 +39,8 @@ class ResolvedSpec:
     path: Path
     blocks: dict[str, str | None]
     overrides: tuple[str, ...]
+    search_space: tuple[Param, ...] | None = None
+    search_space_file: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.spec)
@@ -277,8 +280,46 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     except OmegaConfBaseException as exc:
         raise _translate(exc, spec_file, {}) from None
     assert isinstance(spec, Spec)
-    check_spec(spec, lambda key: provenance.get(key, spec_file))
-    return ResolvedSpec(spec=spec, path=path, blocks=blocks, overrides=tuple(overrides))
+    source = lambda key: provenance.get(key, spec_file)  # noqa: E731
+    check_spec(spec, source)
+    params, space_file = _load_search_space(spec, configs, source)
+
+    def compose(key: str, value: Any) -> None:
+        try:
+            candidate = OmegaConf.to_object(OmegaConf.merge(merged, _nest({key: value})))
+            check_spec(candidate, lambda _k: str(space_file))
+        except (OmegaConfBaseException, SpecError) as exc:
+            inner = exc.problem if isinstance(exc, SpecError) else str(exc).splitlines()[0]
+            raise SpecError(
+                f"value {value!r} makes the spec invalid ({inner})", file=str(space_file), key=key
+            ) from None
+
+    check_sweep(spec, params, source, compose)
+    return ResolvedSpec(
+        spec=spec,
+        path=path,
+        blocks=blocks,
+        overrides=tuple(overrides),
+        search_space=tuple(params) if params is not None else None,
+        search_space_file=space_file,
+    )
+
+
+def _load_search_space(spec: Spec, configs: Path, source) -> tuple[list[Param] | None, Path | None]:
+    if spec.search_space is None:
+        return None, None
+    folder = Path(os.environ.get("UPS_SEARCH_SPACES", search_spaces_dir(configs)))
+    path = folder / f"{spec.search_space}.yaml"
+    if not path.is_file():
+        choices = sorted(p.stem for p in folder.glob("*.yaml"))
+        raise SpecError(
+            "unknown search space",
+            file=source("search_space"),
+            key="search_space",
+            got=spec.search_space,
+            hint=did_you_mean(spec.search_space, choices),
+        )
+    return parse_search_space(read_yaml_mapping(path), str(path)), path
 
 
 def spec_from_dict(data: dict[str, Any]) -> Spec:

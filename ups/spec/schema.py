@@ -163,6 +163,46 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SweepConfig:
+    trials: int = 20
+    """Total finished (complete + pruned) trials the study should reach, over every invocation and worker."""
+    sampler: Literal["tpe", "gp", "cmaes", "random", "grid", "qmc"] = "tpe"
+    pruner: Literal[
+        "none", "median", "percentile", "hyperband", "successive_halving", "threshold", "wilcoxon"
+    ] = "median"
+    patience: int | None = None
+    """Wrap the pruner in Optuna's PatientPruner: prune only after this many epochs without improvement."""
+    percentile: float = 25.0
+    """`percentile` pruner: keep trials in the best `percentile` %."""
+    startup_trials: int = 5
+    """Trials before median/percentile pruning (and TPE's model) start."""
+    warmup_epochs: int = 1
+    """Epochs of a trial before it may be pruned."""
+    threshold: float | None = None
+    """`threshold` pruner: prune when the metric exceeds this (NaN/inf always prune)."""
+    wilcoxon_p: float = 0.1
+    """`wilcoxon` pruner: p-value threshold of the paired test on the validation panel."""
+    metric: str = "val/rollout_nrmse"
+    """The objective: a `val/` metric (its best value over the trial's epochs)."""
+    direction: Literal["minimize", "maximize"] = "minimize"
+    objectives: list[str] = field(default_factory=list)
+    """Multi-objective: metric names, plus `model/num_params` and `model/inference_ms`; replaces `metric`."""
+    directions: list[str] = field(default_factory=list)
+    """One `minimize`/`maximize` per objective."""
+    max_failures: int = 5
+    """Stop the sweep once the study holds this many failed trials."""
+    seed: int = 0
+    """Sampler seed (worker k of a `--workers` run uses seed + k)."""
+    storage: str | None = None
+    """Optuna storage URL; null: sqlite:///$UPS_HOME/optuna.db. `journal:PATH` opts into a journal file."""
+    heartbeat_seconds: int = 30
+    grace_seconds: int = 90
+    """A RUNNING trial whose heartbeat is older than this is stale: it is failed and retried."""
+    max_retries: int = 2
+    """Retries of a trial whose worker died."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Spec:
     name: str
     """MLflow experiment, W&B project and (later) Optuna study name."""
@@ -175,3 +215,6 @@ class Spec:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    search_space: str | None = None
+    """A file in `search_spaces/` (name without .yaml) used by `ups-exp sweep`."""
+    sweep: SweepConfig = field(default_factory=SweepConfig)

@@ -29,12 +29,13 @@ def build_trainer(
     run_dir: Path,
     loggers: list,
     progress_bar: bool = True,
+    callbacks: list | None = None,
 ) -> tuple[L.Trainer, ModelCheckpoint]:
     hw, t = spec.hardware, spec.train
     if hw.num_threads is not None:
         torch.set_num_threads(hw.num_threads)
     ckpt = checkpoint_callback(spec, run_dir)
-    callbacks: list = [ckpt]
+    callbacks = [ckpt, *(callbacks or [])]
     if progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     if loggers:

@@ -1,0 +1,118 @@
+"""A sweep trial: sample parameters, compose the trial's spec, train it as a child run, report and prune."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning.pytorch as L
+import optuna
+from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
+
+from ups.spec.errors import SpecError
+from ups.spec.load import ResolvedSpec
+from ups.spec.search_space import suggest
+
+log = logging.getLogger(__name__)
+
+
+class PanelPruningCallback(L.Callback):
+    """For the Wilcoxon pruner: the steps are the members of the (fixed) validation panel, not epochs.
+
+    After each validation, trajectory i's rollout nRMSE is reported at step `epoch * panel + i`, so the pruner's
+    paired test compares this trial with the best one member by member, at the same epochs.
+    """
+
+    def __init__(self, trial: optuna.Trial, metric: str) -> None:
+        self.trial, self.metric = trial, metric
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking or "val" not in module.last_eval:
+            return
+        per_sample = module.last_eval["val"]["per_sample"]
+        name = self.metric.split("/", 1)[1].removeprefix("persistence_")
+        if name.startswith("rollout_nrmse@"):
+            h = int(name.split("@")[1])
+            values = per_sample["rollout_steps"][:, h - 1]
+        elif name == "rollout_nrmse":
+            values = per_sample["rollout_steps"].mean(dim=1)
+        elif name == "nrmse":
+            values = per_sample["nrmse"]
+        else:  # bands
+            values = per_sample[f"band_{name.removeprefix('nrmse_band_')}"]
+        base = trainer.current_epoch * len(values)
+        for i, v in enumerate(values.tolist()):
+            self.trial.report(float(v), step=base + i)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned by the Wilcoxon test after epoch {trainer.current_epoch}")
+
+
+class Objective:
+    def __init__(self, resolved: ResolvedSpec, *, study_name: str, parent_run_id: str | None) -> None:
+        from ups.exp.sweep import base_values
+
+        self.resolved = resolved
+        self.study_name = study_name
+        self.parent_run_id = parent_run_id
+        self.base = base_values(resolved)
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        from ups.exp.run import TrialHooks, run_spec
+        from ups.exp.sweep import trial_spec
+        from ups.training.operator_module import NonFiniteLossError
+
+        cfg = self.resolved.spec.sweep
+        params = suggest(trial, list(self.resolved.search_space or ()), self.base)
+        try:
+            spec = trial_spec(self.resolved, params)
+        except SpecError as exc:
+            trial.set_user_attr("fail_reason", f"invalid trial spec: {exc}")
+            raise
+        callbacks: list = []
+        if not cfg.objectives and cfg.pruner != "none":
+            if cfg.pruner == "wilcoxon":
+                callbacks.append(PanelPruningCallback(trial, cfg.metric))
+            else:
+                callbacks.append(PyTorchLightningPruningCallback(trial, monitor=cfg.metric))
+        tags = {"ups.study": self.study_name, "ups.trial": str(trial.number)}
+        if self.parent_run_id:
+            tags["mlflow.parentRunId"] = self.parent_run_id
+
+        def started(run_id: str) -> None:
+            trial.set_user_attr("mlflow_run_id", run_id if spec.spec.tracking.mlflow.enabled else None)
+            trial.set_user_attr("wandb_run_id", run_id if spec.spec.tracking.wandb.enabled else None)
+
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # one line per trial is enough
+        hooks = TrialHooks(callbacks=callbacks, tags=tags, wandb_group=self.study_name, on_start=started)
+        try:
+            result = run_spec(spec, progress_bar=False, trial=hooks)
+        except optuna.TrialPruned:
+            self._tag(trial, "PRUNED")
+            raise
+        except NonFiniteLossError as exc:
+            trial.set_user_attr("fail_reason", "nan")
+            log.warning("trial %d failed: %s", trial.number, exc)
+            self._tag(trial, "FAIL")
+            raise
+        except Exception as exc:
+            trial.set_user_attr("fail_reason", f"{exc.__class__.__name__}: {exc}"[:500])
+            log.warning("trial %d failed: %s: %s", trial.number, exc.__class__.__name__, exc)
+            self._tag(trial, "FAIL")
+            raise
+        self._tag(trial, "COMPLETE")
+        values = {**result.metrics, **result.extras}
+        if cfg.objectives:
+            return tuple(float(values[name]) for name in cfg.objectives)
+        return float(values[cfg.metric])
+
+    def _tag(self, trial: optuna.Trial, state: str) -> None:
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if not run_id or not self.resolved.spec.tracking.mlflow.enabled:
+            return
+        from mlflow.tracking import MlflowClient
+
+        from ups.exp.tracking import mlflow_uri
+        from ups.exp.workspace import home
+
+        MlflowClient(tracking_uri=mlflow_uri(self.resolved.spec, home())).set_tag(
+            run_id, "ups.trial_state", state
+        )

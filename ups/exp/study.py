@@ -1,0 +1,195 @@
+"""Optuna plumbing for sweeps: storages (with heartbeat), samplers, pruners, and finding/creating the study.
+
+A study is identified by its name; its user attributes record what makes its trials comparable
+(`ups.comparable_hash`), the base name it was made for, and the MLflow parent run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from ups.spec.errors import SpecError
+from ups.spec.load import ResolvedSpec
+from ups.spec.redact import redact
+from ups.spec.schema import SweepConfig
+
+log = logging.getLogger(__name__)
+
+# Changing these does not make earlier trials incomparable.
+_NOT_COMPARED = {
+    ("sweep", "trials"),
+    ("sweep", "max_failures"),
+    ("sweep", "storage"),
+    ("sweep", "heartbeat_seconds"),
+    ("sweep", "grace_seconds"),
+    ("sweep", "max_retries"),
+    ("tracking",),
+    ("hardware",),
+}
+
+
+def comparable_hash(resolved: ResolvedSpec) -> str:
+    """Hash of everything that decides what a trial measures: the spec (minus budget/tracking/hardware) and the space."""
+    data = resolved.to_dict()
+    for path in _NOT_COMPARED:
+        node = data
+        for part in path[:-1]:
+            node = node[part]
+        node.pop(path[-1], None)
+    space = resolved.search_space_file.read_text() if resolved.search_space_file else ""
+    blob = json.dumps({"spec": data, "space": space}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def default_storage(home: Path) -> str:
+    return f"sqlite:///{home / 'optuna.db'}"
+
+
+def normalize_url(url: str) -> str:
+    """`postgresql://` means psycopg 3 here (SQLAlchemy would pick psycopg2)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_storage(url: str, cfg: SweepConfig) -> optuna.storages.BaseStorage:
+    """RDB storages get a heartbeat, so a killed worker's trial is failed and retried; `journal:PATH` has none."""
+    if url.startswith("journal:"):
+        from optuna.storages import journal
+
+        path = url.split(":", 1)[1]
+        return optuna.storages.JournalStorage(
+            journal.JournalFileBackend(path, lock_obj=journal.JournalFileOpenLock(path))
+        )
+    url = normalize_url(url)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    try:
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=cfg.heartbeat_seconds,
+            grace_period=cfg.grace_seconds,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=cfg.max_retries
+            ),
+            engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+        )
+    except ModuleNotFoundError as exc:
+        raise SpecError(
+            f"the storage needs a driver that is not installed ({exc.name})",
+            key="sweep.storage",
+            got=redact(url),
+            hint="pip install 'ups[postgres]' (psycopg 3) for postgresql:// URLs.",
+        ) from None
+    except Exception as exc:  # connection refused, bad URL...
+        raise SpecError(
+            f"cannot open the Optuna storage ({exc.__class__.__name__})", key="sweep.storage", got=redact(url)
+        ) from None
+
+
+def make_sampler(cfg: SweepConfig, *, seed: int, grid: dict[str, list] | None) -> optuna.samplers.BaseSampler:
+    s = cfg.sampler
+    if s == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.startup_trials)
+    if s == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if s == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=cfg.startup_trials)
+    if s == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=cfg.startup_trials)
+    if s == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, scramble=True)
+    if s == "grid":
+        assert grid is not None
+        return optuna.samplers.GridSampler(grid, seed=seed)
+    raise AssertionError(s)
+
+
+def make_pruner(cfg: SweepConfig) -> optuna.pruners.BasePruner:
+    p = cfg.pruner
+    if p == "none":
+        pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
+    elif p == "median":
+        pruner = optuna.pruners.MedianPruner(
+            n_startup_trials=cfg.startup_trials, n_warmup_steps=cfg.warmup_epochs
+        )
+    elif p == "percentile":
+        pruner = optuna.pruners.PercentilePruner(
+            cfg.percentile, n_startup_trials=cfg.startup_trials, n_warmup_steps=cfg.warmup_epochs
+        )
+    elif p == "hyperband":
+        pruner = optuna.pruners.HyperbandPruner(min_resource=max(1, cfg.warmup_epochs))
+    elif p == "successive_halving":
+        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, cfg.warmup_epochs))
+    elif p == "threshold":
+        upper = cfg.threshold if cfg.direction == "minimize" else None
+        lower = cfg.threshold if cfg.direction == "maximize" else None
+        pruner = optuna.pruners.ThresholdPruner(upper=upper, lower=lower, n_warmup_steps=0)
+    elif p == "wilcoxon":
+        pruner = optuna.pruners.WilcoxonPruner(p_threshold=cfg.wilcoxon_p, n_startup_steps=0)
+    else:
+        raise AssertionError(p)
+    if cfg.patience is not None and p != "none":
+        pruner = optuna.pruners.PatientPruner(pruner, patience=cfg.patience)
+    return pruner
+
+
+def find_or_create_study(
+    resolved: ResolvedSpec, storage: optuna.storages.BaseStorage, *, name: str | None, new_study: bool
+) -> tuple[str, bool]:
+    """The study to work on: the latest one made for this base name, or a new one. Returns (name, created)."""
+    spec = resolved.spec
+    base = name or spec.name
+    wanted = comparable_hash(resolved)
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    ours = [
+        s
+        for s in summaries
+        if s.user_attrs.get("ups.base_name", s.study_name) == base or s.study_name == base
+    ]
+    ours.sort(key=lambda s: s.user_attrs.get("ups.created", 0))
+    if ours and not new_study:
+        current = ours[-1]
+        have = current.user_attrs.get("ups.comparable_hash")
+        if have != wanted:
+            raise SpecError(
+                f"study '{current.study_name}' was made from a different spec or search space "
+                f"(its trials would not be comparable: hash {have} vs {wanted})",
+                file=str(resolved.path),
+                hint="Pass --new-study to start a fresh study (the old one is kept), or restore the old spec.",
+            )
+        return current.study_name, False
+    taken = {s.study_name for s in summaries}
+    study_name = base
+    k = 2
+    while study_name in taken:
+        study_name = f"{base}-{k}"
+        k += 1
+    cfg = spec.sweep
+    directions = list(cfg.directions) if cfg.objectives else [cfg.direction]
+    study = optuna.create_study(study_name=study_name, storage=storage, directions=directions)
+    study.set_user_attr("ups.base_name", base)
+    study.set_user_attr("ups.comparable_hash", wanted)
+    study.set_user_attr("ups.created", time.time())
+    study.set_user_attr("ups.spec_file", str(resolved.path))
+    study.set_user_attr("ups.objectives", list(cfg.objectives) or [cfg.metric])
+    log.info("created study %s", study_name)
+    return study_name, True
+
+
+def count_states(study: optuna.Study) -> dict[str, int]:
+    counts = {s.name.lower(): 0 for s in optuna.trial.TrialState}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name.lower()] += 1
+    return counts
+
+
+def describe(value: Any) -> str:
+    return json.dumps(value, default=str)

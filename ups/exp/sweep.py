@@ -1,0 +1,292 @@
+"""`ups-exp sweep`: an Optuna study whose trials are Lightning runs, with pruning, resume and parallel workers.
+
+The command is the coordinator: it finds (or creates) the study and its MLflow parent run, starts `--workers`
+worker processes (re-invocations of this command with `--worker-index`), and summarizes. Each worker runs
+`study.optimize` (so RDB storages keep a heartbeat) until the study holds `sweep.trials` finished trials.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from ups.exp import workspace
+from ups.spec.errors import SpecError, did_you_mean
+from ups.spec.load import ResolvedSpec, flatten_tree, load_spec
+from ups.spec.redact import redact
+
+log = logging.getLogger(__name__)
+
+FINISHED = ("COMPLETE", "PRUNED")
+
+
+class SweepFailed(RuntimeError):
+    """The study reached `sweep.max_failures` failed trials."""
+
+
+@dataclass
+class SweepResult:
+    study: str
+    storage: str
+    trials: dict[str, int]
+    best: dict[str, Any] | list[dict[str, Any]] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"study": self.study, "storage": self.storage, "trials": self.trials, "best": self.best}
+
+
+def _check_sweepable(resolved: ResolvedSpec) -> None:
+    spec = resolved.spec
+    if resolved.search_space is None:
+        from ups.spec.load import configs_dir
+        from ups.spec.search_space import search_spaces_dir
+
+        folder = search_spaces_dir(configs_dir(resolved.path))
+        choices = sorted(p.stem for p in folder.glob("*.yaml"))
+        raise SpecError(
+            "a sweep needs a search space",
+            file=str(resolved.path),
+            key="search_space",
+            hint=did_you_mean("", choices).replace("Choices", "Name one of"),
+        )
+    if spec.hardware.devices > 1 or spec.hardware.num_nodes > 1:
+        raise SpecError(
+            "sweep trials run in one process each for now",
+            file=str(resolved.path),
+            key="hardware",
+            got=resolved.blocks.get("hardware"),
+            hint="Use hardware: cpu or 1gpu, and --workers for parallelism.",
+        )
+
+
+def run_sweep(
+    resolved: ResolvedSpec,
+    *,
+    trials: int | None = None,
+    workers: int = 1,
+    storage: str | None = None,
+    study: str | None = None,
+    new_study: bool = False,
+    worker_index: int | None = None,
+) -> SweepResult | None:
+    import optuna
+
+    from ups.exp.study import count_states, default_storage, find_or_create_study, make_storage
+
+    _check_sweepable(resolved)
+    if trials is not None and trials < 1:
+        raise SpecError("--trials must be >= 1", file="command line", got=trials)
+    if workers < 1:
+        raise SpecError("--workers must be >= 1", file="command line", got=workers)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cfg = resolved.spec.sweep
+    home = workspace.home()
+    workspace.contain_environment(home)
+    url = storage or cfg.storage or default_storage(home)
+    store = make_storage(url, cfg)
+    target = trials or cfg.trials
+
+    if worker_index is not None:  # a worker started by a coordinator
+        _work(resolved, store, study or resolved.spec.name, target, worker_index)
+        return None
+
+    name, _created = find_or_create_study(resolved, store, name=study, new_study=new_study)
+    parent_run_id = _parent_run(resolved, store, name, home)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    procs = [_spawn_worker(resolved, url, name, target, k, threads) for k in range(1, workers)]
+    try:
+        failed = None
+        try:
+            _work(resolved, store, name, target, 0, threads=threads if workers > 1 else None)
+        except SweepFailed as exc:
+            failed = exc
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        raise
+    result_study = optuna.load_study(study_name=name, storage=store)
+    counts = count_states(result_study)
+    _finish_parent(resolved, result_study, parent_run_id, home)
+    if failed is None and any(codes):
+        failed = SweepFailed(f"{sum(1 for c in codes if c)} worker(s) exited with an error")
+    if failed is None and counts["fail"] >= cfg.max_failures:
+        failed = SweepFailed(
+            f"the study holds {counts['fail']} failed trials (sweep.max_failures={cfg.max_failures})"
+        )
+    result = SweepResult(
+        study=name,
+        storage=redact(url),
+        trials={"complete": counts["complete"], "pruned": counts["pruned"], "failed": counts["fail"]},
+        best=best_trials(result_study),
+    )
+    if failed is not None:
+        raise SweepFailed(f"{failed}; see `ups-exp status {resolved.path}`") from None
+    return result
+
+
+def best_trials(study) -> dict[str, Any] | list[dict[str, Any]] | None:
+    def row(t) -> dict[str, Any]:
+        return {
+            "number": t.number,
+            "value": t.values if len(t.values) > 1 else t.value,
+            "params": t.params,
+            "run_id": t.user_attrs.get("mlflow_run_id"),
+        }
+
+    import optuna
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        return None
+    if len(study.directions) > 1:
+        return [row(t) for t in study.best_trials]  # the Pareto front
+    return row(study.best_trial)
+
+
+def _spawn_worker(
+    resolved: ResolvedSpec, url: str, name: str, target: int, index: int, threads: int
+) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-m",
+        "ups.cli",
+        "sweep",
+        str(resolved.path),
+        *resolved.overrides,
+        f"hardware.num_threads={threads}",
+        "--study",
+        name,
+        "--storage",
+        url,
+        "--trials",
+        str(target),
+        "--worker-index",
+        str(index),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env.pop("UPS_RUN_ID", None)
+    return subprocess.Popen(cmd, env=env)
+
+
+def _work(
+    resolved: ResolvedSpec, store, name: str, target: int, index: int, threads: int | None = None
+) -> None:
+    """One worker: optimize until the study holds `target` finished (or in-flight) trials."""
+    import optuna
+
+    from ups.exp.objective import Objective
+    from ups.exp.study import make_pruner, make_sampler
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    cfg = resolved.spec.sweep
+    grid = {p.key: p.grid() for p in resolved.search_space} if cfg.sampler == "grid" else None
+    study = optuna.load_study(
+        study_name=name,
+        storage=store,
+        sampler=make_sampler(cfg, seed=cfg.seed + index, grid=grid),
+        pruner=make_pruner(cfg),
+    )
+    if isinstance(store, optuna.storages.RDBStorage):
+        optuna.storages.fail_stale_trials(study)  # a killed worker's RUNNING trial: FAIL, then retried
+
+    def enough(s) -> bool:
+        trials = s.get_trials(deepcopy=False)
+        busy = sum(1 for t in trials if t.state.name in FINISHED or t.state.name == "RUNNING")
+        return busy >= target
+
+    def failures(s) -> int:
+        return sum(1 for t in s.get_trials(deepcopy=False) if t.state.name == "FAIL")
+
+    stopped_by_failures = False
+
+    def callback(s, _trial) -> None:
+        nonlocal stopped_by_failures
+        if failures(s) >= cfg.max_failures:
+            stopped_by_failures = True
+            s.stop()
+        elif enough(s):
+            s.stop()
+
+    if enough(study):
+        return
+    if failures(study) >= cfg.max_failures:
+        raise SweepFailed(
+            f"the study already holds {failures(study)} failed trials (sweep.max_failures={cfg.max_failures})"
+        )
+    objective = Objective(
+        resolved, study_name=name, parent_run_id=study.user_attrs.get("mlflow_parent_run_id")
+    )
+    study.optimize(objective, n_trials=None, callbacks=[callback], catch=(Exception,), gc_after_trial=True)
+    if stopped_by_failures:
+        raise SweepFailed(f"{failures(study)} trials failed (sweep.max_failures={cfg.max_failures})")
+
+
+def _parent_run(resolved: ResolvedSpec, store, name: str, home) -> str | None:
+    """The study's MLflow parent run (made once; its id lives in the study's user attributes)."""
+    import optuna
+
+    spec = resolved.spec
+    if not spec.tracking.mlflow.enabled:
+        return None
+    from mlflow.tracking import MlflowClient
+
+    from ups.exp.tracking import _mlflow_experiment, flat_params, mlflow_uri
+
+    study = optuna.load_study(study_name=name, storage=store)
+    uri = mlflow_uri(spec, home)
+    client = MlflowClient(tracking_uri=uri)
+    run_id = study.user_attrs.get("mlflow_parent_run_id")
+    if run_id is None:
+        exp_id = _mlflow_experiment(client, spec.name, uri, home)
+        run = client.create_run(
+            exp_id, run_name=f"sweep-{name}", tags={"ups.study": name, "ups.role": "sweep"}
+        )
+        run_id = run.info.run_id
+        from mlflow.entities import Param
+
+        client.log_batch(run_id, params=[Param(k, v) for k, v in flat_params(resolved).items()])
+        study.set_user_attr("mlflow_parent_run_id", run_id)
+    else:
+        client.update_run(run_id, status="RUNNING")
+    return run_id
+
+
+def _finish_parent(resolved: ResolvedSpec, study, run_id: str | None, home) -> None:
+    if run_id is None:
+        return
+    from mlflow.tracking import MlflowClient
+
+    from ups.exp.study_plots import save_study_plots
+    from ups.exp.tracking import mlflow_metric_name, mlflow_uri
+
+    client = MlflowClient(tracking_uri=mlflow_uri(resolved.spec, home))
+    folder = home / "sweeps" / study.study_name
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in save_study_plots(study, folder):
+        client.log_artifact(run_id, str(path))
+    best = best_trials(study)
+    if isinstance(best, dict) and isinstance(best["value"], float):
+        client.log_metric(run_id, mlflow_metric_name(f"best/{resolved.spec.sweep.metric}"), best["value"])
+        client.set_tag(run_id, "ups.best_trial", str(best["number"]))
+    client.set_terminated(run_id, status="FINISHED")
+
+
+def trial_overrides(resolved: ResolvedSpec, params: dict[str, Any]) -> list[str]:
+    return [*resolved.overrides, *(f"{k}={json.dumps(v)}" for k, v in params.items())]
+
+
+def trial_spec(resolved: ResolvedSpec, params: dict[str, Any]) -> ResolvedSpec:
+    return load_spec(resolved.path, trial_overrides(resolved, params))
+
+
+def base_values(resolved: ResolvedSpec) -> dict[str, Any]:
+    return flatten_tree(resolved.to_dict())
