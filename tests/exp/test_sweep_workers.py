@@ -1,0 +1,124 @@
+"""Sweep processes: parallel workers, a worker killed with SIGKILL, PostgreSQL-backed studies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import ROOT
+from test_sweep import sweep_spec
+
+from ups.exp.sweep import run_sweep
+from ups.spec.load import load_spec
+
+TERMINAL = {"COMPLETE", "PRUNED", "FAIL"}
+
+
+def _env(home: Path) -> dict:
+    env = {**os.environ, "UPS_HOME": str(home), "UPS_CONFIGS": str(ROOT / "configs"), "OMP_NUM_THREADS": "1"}
+    env.pop("UPS_RUN_ID", None)
+    return env
+
+
+def _check_accounted(study: optuna.Study, target: int) -> None:
+    states = [t.state.name for t in study.trials]
+    assert "RUNNING" not in states and "WAITING" not in states, states
+    assert set(states) <= TERMINAL
+    assert sum(s in ("COMPLETE", "PRUNED") for s in states) >= target
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers))
+
+
+def test_two_workers_share_one_study_without_duplicates(workspace, tmp_path):
+    spec = sweep_spec(tmp_path, name="pair", trials=6, epochs=2, pruner="none", sampler="random")
+    result = run_sweep(load_spec(spec), workers=2)
+    study = optuna.load_study(study_name="pair", storage=f"sqlite:///{workspace / 'optuna.db'}")
+    _check_accounted(study, 6)
+    assert result.trials["complete"] >= 6
+    assert len(study.trials) <= 6 + 1  # overshoot is bounded by workers - 1
+
+
+def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path):
+    home = tmp_path / "home"
+    spec = sweep_spec(tmp_path, name="killed", trials=2, epochs=60, pruner="none", sampler="random")
+    cmd = [
+        sys.executable,
+        "-m",
+        "ups.cli",
+        "sweep",
+        str(spec),
+        "sweep.heartbeat_seconds=1",
+        "sweep.grace_seconds=3",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        env=_env(home),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    storage = f"sqlite:///{home / 'optuna.db'}"
+    deadline = time.time() + 180
+    running = None
+    while running is None:
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.5)
+        try:
+            study = optuna.load_study(study_name="killed", storage=storage)
+            running = next((t for t in study.trials if t.state.name == "RUNNING"), None)
+        except Exception:  # the storage or study does not exist yet
+            continue
+    time.sleep(1.5)  # mid-trial: training has started
+    assert proc.poll() is None
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    study = optuna.load_study(study_name="killed", storage=storage)
+    assert [t.state.name for t in study.trials].count("RUNNING") == 1
+    time.sleep(4)  # let the heartbeat go stale (grace 3 s)
+
+    again = subprocess.run(cmd, env=_env(home), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    study = optuna.load_study(study_name="killed", storage=storage)
+    _check_accounted(study, 2)
+    stale = study.trials[running.number]
+    assert stale.state.name == "FAIL"
+    retries = [
+        t
+        for t in study.trials
+        if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == running.number
+    ]
+    assert len(retries) == 1 and retries[0].params == stale.params and retries[0].state.name == "COMPLETE"
+
+
+def _postgres_url() -> str:
+    url = os.environ.get("UPS_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("UPS_TEST_POSTGRES_URL is not set (.ci/run starts a throwaway PostgreSQL and sets it)")
+    try:
+        import sqlalchemy
+
+        sqlalchemy.create_engine(url).connect().close()
+    except Exception as exc:
+        pytest.skip(f"no PostgreSQL server answers at UPS_TEST_POSTGRES_URL: {exc.__class__.__name__}")
+    return url
+
+
+@pytest.mark.postgres
+def test_postgres_study_with_two_workers(workspace, tmp_path):
+    url = _postgres_url()
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    spec = sweep_spec(tmp_path, name=name, trials=4, epochs=2, pruner="none", sampler="random")
+    result = run_sweep(load_spec(spec), workers=2, storage=url)
+    assert "***" in result.storage or "@" not in result.storage  # the password is never printed
+    study = optuna.load_study(study_name=name, storage=url)
+    _check_accounted(study, 4)
+    assert result.trials["complete"] >= 4
