@@ -294,7 +294,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
                 f"value {value!r} makes the spec invalid ({inner})", file=str(space_file), key=key
             ) from None
 
-    check_sweep(spec, params, source, compose)
+    check_sweep(spec, params, source, compose, str(space_file) if space_file else None)
     return ResolvedSpec(
         spec=spec,
         path=path,
