@@ -125,7 +125,11 @@ def parse_search_space(raw: dict[str, Any], file: str) -> list[Param]:
 
 
 def check_sweep(
-    spec: Spec, params: list[Param] | None, file_of: Callable[[str], str], compose: Callable[[str, Any], None]
+    spec: Spec,
+    params: list[Param] | None,
+    file_of: Callable[[str], str],
+    compose: Callable[[str, Any], None],
+    space_file: str | None = None,
 ) -> None:
     """Sweep settings and search-space values must be usable before any trial starts."""
     cfg = spec.sweep
@@ -203,14 +207,14 @@ def check_sweep(
     seen: set[str] = set()
     for p in params:
         for cond in p.when:
-            ok = cond in seen or _schema_leaf(cond)
-            require(ok, f"{p.key}.when", "condition on an unknown key", cond)
-        if cfg.sampler == "grid":
-            require(
-                p.kind != "float" or p.step is not None,
-                p.key,
+            if not (cond in seen or _schema_leaf(cond)):
+                raise SpecError("condition on an unknown key", file=space_file, key=f"{p.key}.when", got=cond)
+        if cfg.sampler == "grid" and p.kind == "float" and p.step is None:
+            raise SpecError(
                 "the grid sampler needs a `step` for floats",
-                p.key,
+                file=space_file,
+                key=p.key,
+                hint="Add step: ..., or use another sampler.",
             )
         for value in p.extremes():
             compose(p.key, value)
