@@ -175,3 +175,39 @@ def test_optuna_cli_reads_the_study(workspace, tmp_path):
 
     rows = json.loads(out.stdout)
     assert len(rows) == 2 and all(r["state"] == "COMPLETE" for r in rows)
+
+
+def test_optuna_dashboard_reads_the_study(workspace, tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    spec = sweep_spec(tmp_path, name="dash", trials=2, epochs=1, pruner="none")
+    run_sweep(load_spec(spec))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dashboard = Path(sys.executable).parent / "optuna-dashboard"
+    storage = f"sqlite:///{workspace / 'optuna.db'}"
+    proc = subprocess.Popen([str(dashboard), storage, "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
+                    studies = json.load(r)["study_summaries"]
+                break
+            except OSError:
+                assert time.time() < deadline and proc.poll() is None
+                time.sleep(0.5)
+        (study,) = [s for s in studies if s["study_name"] == "dash"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{study['study_id']}", timeout=10) as r:
+            detail = json.load(r)
+        assert len(detail["trials"]) == 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
