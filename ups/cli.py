@@ -51,6 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--storage", help="Optuna storage URL")
     status.add_argument("--study", help="study name")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
+    promote = with_spec("promote", "register the best run in the MLflow Model Registry behind evidence gates")
+    promote.add_argument("--study", help="choose among this study's trials (default: the spec's study)")
+    promote.add_argument("--run", help="promote this MLflow run instead of a study's best trial")
+    promote.add_argument("--alias", default="champion", help="alias to move (default: champion)")
+    promote.add_argument("--dry-run", action="store_true", help="report the decision, change nothing")
+    promote.add_argument(
+        "--json", action="store_true", help="print a JSON summary as the last line of stdout"
+    )
+    evaluate = with_spec("eval", "score a registered model on the spec's test split, next to persistence")
+    evaluate.add_argument("--model", required=True, help="models:/NAME@ALIAS or models:/NAME/VERSION")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     with_spec("validate", "check a spec (and its overrides) without running anything")
     with_spec("show", "print the fully resolved spec as YAML")
     return parser
@@ -97,6 +108,31 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args, resolved)
         if args.command == "sweep":
             return _sweep(args, resolved)
+        if args.command == "promote":
+            from ups.exp.promote import promote
+
+            if args.study and args.run:
+                raise SpecError("give --study or --run, not both", file="command line")
+            result = promote(
+                resolved, study=args.study, run_id=args.run, alias=args.alias, dry_run=args.dry_run
+            )
+            print("\n".join(result.lines))
+            if args.json:
+                print(json.dumps(result.to_json(), default=str))
+            return EXIT_REJECTED if result.decision == "rejected" else EXIT_OK
+        if args.command == "eval":
+            from ups.exp.promote import eval_registered
+            from ups.exp.report import metrics_table
+
+            metrics = eval_registered(resolved, args.model)
+            print(
+                metrics_table(metrics, wall_seconds=0.0, where=[f"model: {args.model}"]).replace(
+                    "wall time: 0.0 s\n", ""
+                )
+            )
+            if args.json:
+                print(json.dumps({"model": args.model, "metrics": metrics}))
+            return EXIT_OK
         if args.command == "status":
             from ups.exp.status import status_table, study_status
 

@@ -192,8 +192,11 @@ def test_optuna_dashboard_reads_the_study(workspace, tmp_path):
         port = s.getsockname()[1]
     dashboard = Path(sys.executable).parent / "optuna-dashboard"
     storage = f"sqlite:///{workspace / 'optuna.db'}"
-    proc = subprocess.Popen([str(dashboard), storage, "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(dashboard), storage, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 60
         while True:
@@ -205,7 +208,9 @@ def test_optuna_dashboard_reads_the_study(workspace, tmp_path):
                 assert time.time() < deadline and proc.poll() is None
                 time.sleep(0.5)
         (study,) = [s for s in studies if s["study_name"] == "dash"]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{study['study_id']}", timeout=10) as r:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/studies/{study['study_id']}", timeout=10
+        ) as r:
             detail = json.load(r)
         assert len(detail["trials"]) == 2
     finally:

@@ -11,6 +11,7 @@ from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 from ups.spec.errors import SpecError
 from ups.spec.load import ResolvedSpec
 from ups.spec.search_space import suggest
+from ups.training.metrics import per_sample_metric
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +29,7 @@ class PanelPruningCallback(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking or "val" not in module.last_eval:
             return
-        per_sample = module.last_eval["val"]["per_sample"]
-        name = self.metric.split("/", 1)[1].removeprefix("persistence_")
-        if name.startswith("rollout_nrmse@"):
-            h = int(name.split("@")[1])
-            values = per_sample["rollout_steps"][:, h - 1]
-        elif name == "rollout_nrmse":
-            values = per_sample["rollout_steps"].mean(dim=1)
-        elif name == "nrmse":
-            values = per_sample["nrmse"]
-        else:  # bands
-            values = per_sample[f"band_{name.removeprefix('nrmse_band_')}"]
+        values = per_sample_metric(module.last_eval["val"]["per_sample"], self.metric)
         base = trainer.current_epoch * len(values)
         for i, v in enumerate(values.tolist()):
             self.trial.report(float(v), step=base + i)

@@ -84,3 +84,34 @@ def plot_error_growth(model_steps: np.ndarray, persistence_steps: np.ndarray, *,
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def model_card(name, version, run_id, source, metrics, gates, champion, champ_version) -> str:
+    """The registered version's description: a short markdown model card."""
+    rows = ["| metric | model | persistence |", "|---|---|---|"]
+    for m in ("nrmse", "rollout_nrmse"):
+        rows.append(f"| test/{m} | {metrics[f'test/{m}']:.4g} | {metrics[f'test/persistence_{m}']:.4g} |")
+    lines = [
+        f"# {name} v{version}",
+        "",
+        f"Trained in MLflow run `{run_id}`.",
+        "",
+        f"**Data**: {source.description.get('file', '?')} (ν = {source.nu}, Δt = {source.dt}, fingerprint `{source.fingerprint}`).",
+        "",
+        "**Test metrics** (held-out trajectories, PDEBench rollout protocol):",
+        "",
+        *rows,
+        "",
+    ]
+    if champion is not None:
+        lines.append(
+            f"**Previous champion** v{champ_version.version} on the same split: test/rollout_nrmse {champion['test/rollout_nrmse']:.4g}."
+        )
+        lines.append("")
+    lines.append("**Gates**:")
+    lines += [f"- {k}: {'pass' if g.passed else 'FAIL'} — {g.detail}" for k, g in gates.items()]
+    lines += [
+        "",
+        "Load: `mlflow.pyfunc.load_model(uri).predict(states, params={'steps': K})`, states (B, X) float32.",
+    ]
+    return "\n".join(lines)

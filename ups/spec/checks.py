@@ -33,6 +33,47 @@ def _check_metric(spec: Spec, source: Source, key: str, name: str) -> None:
         )
 
 
+def _check_registry(spec: Spec, source: Source) -> None:
+    r = spec.registry
+    _check_metric(spec, source, "registry.select_metric", r.select_metric)
+    test_metrics = metric_names(spec, "test")
+    for name in r.gates.thresholds:
+        if name not in test_metrics:
+            hint = did_you_mean(name, test_metrics)
+            if name.startswith("val/"):
+                hint = "Gates judge the held-out test split. " + hint
+            raise SpecError(
+                "gates are on `test/` metrics the stage produces",
+                file=source(f"registry.gates.thresholds.{name}"),
+                key=f"registry.gates.thresholds.{name}",
+                got=name,
+                hint=hint,
+            )
+    g = r.gates
+    if g.champion_metric not in test_metrics:
+        raise SpecError(
+            "must be a `test/` metric",
+            file=source("registry.gates.champion_metric"),
+            key="registry.gates.champion_metric",
+            got=g.champion_metric,
+            hint=did_you_mean(g.champion_metric, test_metrics),
+        )
+    _require(
+        0 <= g.champion_margin < 1,
+        source,
+        "registry.gates.champion_margin",
+        "must be in [0, 1)",
+        g.champion_margin,
+    )
+    _require(
+        0 < g.champion_p_value <= 1,
+        source,
+        "registry.gates.champion_p_value",
+        "must be in (0, 1]",
+        g.champion_p_value,
+    )
+
+
 def check_spec(spec: Spec, source: Source) -> None:
     """Raise `SpecError` for the first rule the resolved spec breaks."""
     t, d, e, m, h = spec.train, spec.data, spec.eval, spec.model, spec.hardware
@@ -85,6 +126,7 @@ def check_spec(spec: Spec, source: Source) -> None:
         t.early_stopping.patience,
     )
     _check_metric(spec, source, "train.checkpoint_metric", t.checkpoint_metric)
+    _check_registry(spec, source)
     if t.early_stopping.metric is not None:
         _check_metric(spec, source, "train.early_stopping.metric", t.early_stopping.metric)
     for key, w in vars(spec.stage.loss).items():

@@ -203,6 +203,33 @@ class SweepConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class GatesConfig:
+    thresholds: dict[str, float] = field(default_factory=dict)
+    """Upper bounds on `test/` metrics, e.g. {test/rollout_nrmse: 0.15}."""
+    beat_persistence: bool = True
+    """`test/rollout_nrmse` and `test/nrmse` must be below their persistence baselines."""
+    beat_champion: bool = True
+    """Must beat the current champion on `champion_metric` (paired Wilcoxon test over per-sample errors)."""
+    champion_metric: str = "test/rollout_nrmse"
+    champion_margin: float = 0.0
+    """Relative margin: candidate mean <= (1 - margin) × champion mean."""
+    champion_p_value: float = 0.05
+    """One-sided Wilcoxon p-value the improvement must reach."""
+    stable_rollout: bool = True
+    """No NaN/inf anywhere in the rollout to the maximum horizon."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistryConfig:
+    model_name: str | None = None
+    """Registered model name; null: the spec's name."""
+    select_metric: str = "val/rollout_nrmse"
+    """How the candidate is chosen among finished trials/runs (a `val/` metric: the test split never selects)."""
+    select_direction: Literal["minimize", "maximize"] = "minimize"
+    gates: GatesConfig = field(default_factory=GatesConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Spec:
     name: str
     """MLflow experiment, W&B project and (later) Optuna study name."""
@@ -218,3 +245,4 @@ class Spec:
     search_space: str | None = None
     """A file in `search_spaces/` (name without .yaml) used by `ups-exp sweep`."""
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)

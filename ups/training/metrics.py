@@ -106,3 +106,19 @@ def summarize(per_sample: dict[str, torch.Tensor], horizons: list[int]) -> dict[
         for band in BAND_EDGES:
             metrics[f"{prefix}nrmse_band_{band}"] = per_sample[f"{prefix}band_{band}"].mean().item()
     return metrics
+
+
+def per_sample_metric(per_sample: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+    """One value per sample for a metric name (split prefix optional), e.g. `test/rollout_nrmse@10` → (B,)."""
+    name = name.split("/", 1)[-1]
+    prefix = "persistence_" if name.startswith("persistence_") else ""
+    base = name.removeprefix("persistence_")
+    if base.startswith("rollout_nrmse@"):
+        return per_sample[f"{prefix}rollout_steps"][:, int(base.split("@")[1]) - 1]
+    if base == "rollout_nrmse":
+        return per_sample[f"{prefix}rollout_steps"].mean(dim=1)
+    if base == "nrmse":
+        return per_sample[f"{prefix}nrmse"]
+    if base.startswith("nrmse_band_"):
+        return per_sample[f"{prefix}band_{base.removeprefix('nrmse_band_')}"]
+    raise KeyError(name)

@@ -1,0 +1,377 @@
+"""`ups-exp promote`: choose the best run on validation, judge it on test against gates and the champion,
+register it in the MLflow Model Registry (models-from-code, no pickles) and move the alias atomically.
+
+Two promotes on one workspace serialize on a lock file ($UPS_HOME/registry/<model>.lock) around
+read-champion → evaluate → decide → register → move aliases, so they cannot both win.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import logging
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ups import __version__
+from ups.exp import workspace
+from ups.spec.errors import SpecError
+from ups.spec.load import ResolvedSpec, spec_from_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PromoteResult:
+    decision: str  # promoted | rejected | dry-run
+    model: str
+    version: str | None
+    alias: str
+    gates: dict[str, Any]
+    lines: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision,
+            "model": self.model,
+            "version": self.version,
+            "alias": self.alias,
+            "gates": {k: g.to_json() for k, g in self.gates.items()},
+        }
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _candidate_run(client, resolved: ResolvedSpec, *, study: str | None, run_id: str | None):
+    from ups.exp.tracking import mlflow_metric_name
+
+    reg = resolved.spec.registry
+    if run_id:
+        try:
+            return client.get_run(run_id)
+        except Exception:
+            raise SpecError("no such MLflow run", file="command line", key="--run", got=run_id) from None
+    import optuna
+
+    from ups.exp.status import study_status
+
+    status = study_status(resolved, study=study)
+    ids = [t["run_id"] for t in status["trials"] if t["state"] == "COMPLETE" and t["run_id"]]
+    if not ids:
+        raise SpecError(
+            f"study '{status['study']}' has no completed trial with an MLflow run",
+            file=str(resolved.path),
+            hint="Run `ups-exp sweep` first (with MLflow tracking on).",
+        )
+    metric = mlflow_metric_name(reg.select_metric)
+    runs = [r for r in (client.get_run(i) for i in ids) if metric in r.data.metrics]
+    if not runs:
+        raise SpecError(
+            f"no trial of study '{status['study']}' logged {reg.select_metric}",
+            key="registry.select_metric",
+            got=reg.select_metric,
+        )
+    sign = 1 if reg.select_direction == "minimize" else -1
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return min(runs, key=lambda r: sign * r.data.metrics[metric])
+
+
+def _checkpoint(client, run_id: str, dst: Path) -> Path:
+    local = workspace.home() / "runs" / run_id / "checkpoints"
+    found = sorted(p for p in local.glob("epoch*.ckpt"))
+    if not found:
+        try:
+            folder = Path(client.download_artifacts(run_id, "checkpoints", str(dst)))
+            found = sorted(folder.glob("*.ckpt"))
+        except Exception:
+            found = []
+    if not found:
+        raise SpecError(
+            "the run has no checkpoint to promote",
+            key="--run",
+            got=run_id,
+            hint="Runs log their best checkpoint when tracking.mlflow.log_checkpoint is true.",
+        )
+    return found[-1]
+
+
+def _load_candidate(ckpt: Path):
+    import torch
+
+    from ups.models.operator import LatentOperator
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)  # our own checkpoint
+    spec = spec_from_dict(state["hyper_parameters"]["spec"])
+    model = LatentOperator(spec.model, num_fields=1, num_params=1)
+    model.load_state_dict(
+        {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    )
+    return spec, model
+
+
+def load_registered(uri: str):
+    """(config, model) of a registered model, from its artifacts (no unpickling)."""
+    import mlflow
+    import numpy as np
+    import torch
+
+    from ups.models.config import OperatorConfig
+    from ups.models.operator import LatentOperator
+
+    folder = Path(mlflow.artifacts.download_artifacts(uri, dst_path=tempfile.mkdtemp(prefix="ups-model-")))
+    config = json.loads(next(folder.rglob("config.json")).read_text())
+    weights = np.load(next(folder.rglob("weights.npz")), allow_pickle=False)
+    model = LatentOperator(OperatorConfig(**config["model"]), num_fields=1, num_params=1)
+    model.load_state_dict({k: torch.from_numpy(weights[k]) for k in weights.files})
+    return config, model
+
+
+def promote(
+    resolved: ResolvedSpec,
+    *,
+    study: str | None = None,
+    run_id: str | None = None,
+    alias: str = "champion",
+    dry_run: bool = False,
+) -> PromoteResult:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from ups.data.datamodule import PDEDataModule
+    from ups.data.source import load_source
+    from ups.exp.gates import evaluate_gates
+    from ups.exp.tracking import mlflow_uri
+    from ups.training.evaluate import evaluate_split
+
+    spec = resolved.spec
+    if not spec.tracking.mlflow.enabled:
+        raise SpecError(
+            "promotion needs MLflow (the Model Registry)",
+            file=str(resolved.path),
+            key="tracking.mlflow.enabled",
+            got=False,
+        )
+    home = workspace.home()
+    workspace.contain_environment(home)
+    uri = mlflow_uri(spec, home)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name = spec.registry.model_name or spec.name
+    scratch = Path(tempfile.mkdtemp(prefix="ups-promote-"))
+
+    run = _candidate_run(client, resolved, study=study, run_id=run_id)
+    cand_spec, cand_model = _load_candidate(_checkpoint(client, run.info.run_id, scratch))
+    source = load_source(cand_spec.data, home)
+    datamodule = PDEDataModule(cand_spec, source)
+    cand_metrics, cand_samples = evaluate_split(cand_model, datamodule, cand_spec, "test")
+
+    with _locked(home / "registry" / f"{name}.lock"):
+        champion = champ_samples = champ_version = None
+        try:
+            champ_version = client.get_model_version_by_alias(name, alias)
+        except Exception:
+            champ_version = None
+        if champ_version is not None:
+            champ_config, champ_model = load_registered(f"models:/{name}@{alias}")
+            champion, champ_samples = evaluate_split(champ_model, datamodule, cand_spec, "test")
+            champion["data_fingerprint"] = champ_config.get("data_fingerprint")
+        gates = evaluate_gates(spec.registry.gates, cand_metrics, cand_samples, champion, champ_samples)
+        passed = all(g.passed for g in gates.values())
+        lines = [
+            f"candidate: run {run.info.run_id} ({run.info.run_name}); test/rollout_nrmse {cand_metrics['test/rollout_nrmse']:.4g} vs persistence {cand_metrics['test/persistence_rollout_nrmse']:.4g}"
+        ]
+        if champ_version is not None:
+            lines.append(
+                f"champion: {name} v{champ_version.version} on the same test split: test/rollout_nrmse {champion['test/rollout_nrmse']:.4g}"
+            )
+        lines += [f"gate {k}: {'pass' if g.passed else 'FAIL'} — {g.detail}" for k, g in gates.items()]
+        if dry_run:
+            return PromoteResult(
+                "dry-run",
+                name,
+                None,
+                alias,
+                gates,
+                lines + [f"dry run: would be {'promoted' if passed else 'rejected'}; nothing changed"],
+            )
+        version = _register(
+            client,
+            name,
+            run,
+            cand_spec,
+            cand_model,
+            source,
+            datamodule,
+            cand_metrics,
+            gates,
+            champion,
+            champ_version,
+            passed,
+            scratch,
+        )
+        if passed:
+            if champ_version is not None:
+                client.set_registered_model_alias(name, f"previous-{alias}", champ_version.version)
+            client.set_registered_model_alias(name, alias, version)
+            lines.append(f"promoted: {name} v{version} is now @{alias}")
+            _wandb_artifact(spec, name, alias, scratch, run.info.run_id)
+        else:
+            failed = [k for k, g in gates.items() if not g.passed]
+            lines.append(
+                f"rejected: {name} v{version} registered without alias; failed gates: {', '.join(failed)}"
+            )
+    return PromoteResult("promoted" if passed else "rejected", name, version, alias, gates, lines)
+
+
+def _register(
+    client,
+    name,
+    run,
+    spec,
+    model,
+    source,
+    datamodule,
+    metrics,
+    gates,
+    champion,
+    champ_version,
+    passed,
+    scratch: Path,
+) -> str:
+    import mlflow
+    import numpy as np
+    import torch
+    from mlflow.models import ModelSignature
+    from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
+
+    import ups.exp.registry_model as code
+    from ups.exp.report import model_card
+    from ups.exp.tracking import git_commit
+
+    x = spec.data.num_points
+    weights = scratch / "weights.npz"
+    np.savez(weights, **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
+    config = {
+        "model": {k: getattr(spec.model, k) for k in spec.model.__dataclass_fields__},
+        "nu": source.nu,
+        "dt": source.dt,
+        "num_points": x,
+        "fields": ["u"],
+        "normalization": {"mean": datamodule.mean.tolist(), "std": datamodule.std.tolist()},
+        "data_fingerprint": source.fingerprint,
+        "spec": dataclasses.asdict(spec),
+        "ups_version": __version__,
+    }
+    cfg_path = scratch / "config.json"
+    cfg_path.write_text(json.dumps(config, indent=1))
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, x))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, x))]),
+        params=ParamSchema([ParamSpec("steps", "long", 1)]),
+    )
+    example = datamodule.states["test"][:2, spec.eval.context_frames - 1, 0].numpy()  # (2, X)
+    with mlflow.start_run(run_id=run.info.run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(code.__file__)),
+            artifacts={"weights": str(weights), "config": str(cfg_path)},
+            signature=signature,
+            input_example=example,
+            registered_model_name=name,
+            pip_requirements=[
+                f"ups=={__version__}",
+                f"torch=={torch.__version__.split('+')[0]}",
+                f"mlflow=={mlflow.__version__}",
+                "numpy",
+            ],
+        )
+    version = str(info.registered_model_version)
+    tags = {
+        "ups.run_id": run.info.run_id,
+        "ups.study": run.data.tags.get("ups.study", ""),
+        "ups.trial": run.data.tags.get("ups.trial", ""),
+        "ups.git_commit": git_commit(),
+        "ups.data_fingerprint": source.fingerprint,
+        "ups.decision": "promoted" if passed else "rejected",
+        "ups.failed_gates": ",".join(k for k, g in gates.items() if not g.passed),
+        **{
+            f"metric.{k}": f"{v:.6g}"
+            for k, v in metrics.items()
+            if k in ("test/nrmse", "test/rollout_nrmse", "test/persistence_rollout_nrmse")
+        },
+    }
+    for k, v in tags.items():
+        client.set_model_version_tag(name, version, k, v)
+    card = model_card(name, version, run.info.run_id, source, metrics, gates, champion, champ_version)
+    client.update_model_version(name, version, description=card)
+    return version
+
+
+def _wandb_artifact(spec, name: str, alias: str, folder: Path, run_id: str) -> None:
+    if not spec.tracking.wandb.enabled or spec.tracking.wandb.mode == "disabled":
+        return
+    import wandb
+
+    run = wandb.init(
+        project=spec.tracking.wandb.project or spec.name,
+        entity=spec.tracking.wandb.entity,
+        mode=spec.tracking.wandb.mode,
+        job_type="promote",
+        name=f"promote-{name}",
+        config={"mlflow_run_id": run_id},
+        dir=str(workspace.home()),
+    )
+    artifact = wandb.Artifact(name=name, type="model", metadata={"mlflow_run_id": run_id})
+    artifact.add_file(str(folder / "weights.npz"))
+    artifact.add_file(str(folder / "config.json"))
+    run.log_artifact(artifact, aliases=[alias, "latest"])
+    run.finish()
+
+
+def eval_registered(resolved: ResolvedSpec, model_uri: str) -> dict[str, float]:
+    """`ups-exp eval`: a registered model's metrics on the spec's test split, next to persistence."""
+    import mlflow
+
+    from ups.data.datamodule import PDEDataModule
+    from ups.data.source import load_source
+    from ups.exp.tracking import mlflow_uri
+    from ups.training.evaluate import evaluate_split
+
+    home = workspace.home()
+    workspace.contain_environment(home)
+    uri = mlflow_uri(resolved.spec, home)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        config, model = load_registered(model_uri)
+    except Exception as exc:
+        raise SpecError(
+            f"cannot load the model ({exc.__class__.__name__})",
+            file="command line",
+            key="--model",
+            got=model_uri,
+            hint="Use models:/NAME@ALIAS or models:/NAME/VERSION.",
+        ) from None
+    if config["num_points"] != resolved.spec.data.num_points:
+        raise SpecError(
+            f"the model was made for {config['num_points']} points",
+            key="data.num_points",
+            got=resolved.spec.data.num_points,
+        )
+    source = load_source(resolved.spec.data, home)
+    metrics, _ = evaluate_split(model, PDEDataModule(resolved.spec, source), resolved.spec, "test")
+    return metrics
