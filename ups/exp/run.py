@@ -66,15 +66,28 @@ def global_rank(devices: int) -> int:
     return node * devices + int(env.get("LOCAL_RANK", "0"))
 
 
-@contextlib.contextmanager
-def lightning_owns_sigterm():
-    """During fit, Lightning turns SIGTERM into a clean stop at the next batch; outside it, the CLI's handler acts."""
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+class SigtermGuard:
+    """SIGTERM during a run only sets a flag: inside `fit`/`validate`/`test` Lightning also sees it and stops at
+    the next batch (never in the middle of writing a checkpoint); between them, we check the flag ourselves."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handler(self, signum, frame) -> None:
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise RunInterrupted("SIGTERM")
+
+    @contextlib.contextmanager
+    def installed(self):
+        previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, self._handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def run_spec(
@@ -147,14 +160,17 @@ def run_spec(
     )
 
     try:
-        with lightning_owns_sigterm():
+        with SigtermGuard().installed() as guard:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            guard.check()
             if trainer.interrupted:
                 raise RunInterrupted("training was interrupted")
             best = ckpt_cb.best_model_path or ckpt_cb.last_model_path
             trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+            guard.check()
             if trial is None:
                 trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+            guard.check()
     except (SystemExit, KeyboardInterrupt, RunInterrupted) as exc:  # Lightning exits on SIGTERM/SIGINT
         session.finish("KILLED")
         raise RunInterrupted(f"run {session.run_id} interrupted; continue it with --resume") from exc
