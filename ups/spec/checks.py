@@ -33,6 +33,56 @@ def _check_metric(spec: Spec, source: Source, key: str, name: str) -> None:
         )
 
 
+_NEEDS = {"burgers1d": ("nu",), "advection1d": ("beta",), "reaction_diffusion1d": ("nu", "rho")}
+
+
+def _check_source(src, prefix: str, spec: Spec, source: Source) -> None:
+    """Checks of one data set (`data.` or `data.tasks.<i>.`)."""
+
+    def req(ok: bool, field: str, problem: str, got: object, hint: str | None = None) -> None:
+        _require(ok, source, f"{prefix}{field}", problem, got, hint)
+
+    req(src.num_trajectories >= 3, "num_trajectories", "must be >= 3 (train, val and test need one each)", src.num_trajectories)
+    req(src.num_points >= 8, "num_points", "must be >= 8", src.num_points)
+    req(src.dt > 0, "dt", "must be > 0", src.dt)
+    req(src.num_frames >= 2, "num_frames", "must be >= 2", src.num_frames)
+    for name in ("nu", "rho"):
+        value = getattr(src, name)
+        if value is not None:
+            req(value > 0 if name == "nu" else value >= 0, name, "must be > 0" if name == "nu" else "must be >= 0", value)
+    for key in ("val_fraction", "test_fraction"):
+        req(0 < getattr(src, key) < 1, key, "must be in (0, 1)", getattr(src, key))
+    req(src.val_fraction + src.test_fraction < 1, "test_fraction", "val_fraction + test_fraction must be < 1 (train needs data)", src.val_fraction + src.test_fraction)
+    if src.path is None:
+        for name in _NEEDS[src.family]:
+            req(getattr(src, name) is not None, name, f"the {src.family} generator needs `{name}`", None, f"Set {prefix}{name} or {prefix}path.")
+        req(src.generator.solver_points % src.num_points == 0, "generator.solver_points", f"must be a multiple of {prefix}num_points ({src.num_points})", src.generator.solver_points)
+    else:
+        p = Path(src.path).expanduser()
+        req(p.is_file(), "path", "file not found", src.path, "Give a PDEBench HDF5 file, or remove data.path to generate data.")
+        req(os.access(p, os.R_OK), "path", "file is not readable", src.path)
+    e, t, m = spec.eval, spec.train, spec.model
+    frames = f"{prefix}num_frames ({src.num_frames})"
+    _require(e.context_frames + e.horizon <= src.num_frames, source, "eval.horizon", f"context_frames + horizon must be <= {frames}", e.context_frames + e.horizon)
+    _require(t.unroll_steps < src.num_frames, source, "train.unroll_steps", f"must be < {frames}", t.unroll_steps)
+    _require(src.num_points % m.patch_size == 0, source, "model.patch_size", f"must divide {prefix}num_points ({src.num_points})", m.patch_size)
+
+
+def _check_data(spec: Spec, source: Source) -> None:
+    d = spec.data
+    if not d.tasks:
+        _check_source(d, "data.", spec, source)
+        return
+    names = [t.name for t in d.tasks]
+    for i, task in enumerate(d.tasks):
+        prefix = f"data.tasks.{i}."
+        _require(bool(task.name) and "/" not in task.name and task.name.strip() == task.name, source, f"{prefix}name", "must be a non-empty name without '/' or spaces at the ends", task.name)
+        _require(names.count(task.name) == 1, source, f"{prefix}name", "task names must be unique", task.name)
+        _require(task.weight > 0, source, f"{prefix}weight", "must be > 0", task.weight)
+        _require(task.num_points == d.tasks[0].num_points, source, f"{prefix}num_points", f"every task needs the model's grid ({d.tasks[0].num_points} points)", task.num_points)
+        _check_source(task, prefix, spec, source)
+
+
 def _check_registry(spec: Spec, source: Source) -> None:
     r = spec.registry
     _check_metric(spec, source, "registry.select_metric", r.select_metric)
@@ -139,73 +189,11 @@ def check_spec(spec: Spec, source: Source) -> None:
         vars(spec.stage.loss),
     )
 
-    _require(
-        d.num_trajectories >= 3,
-        source,
-        "data.num_trajectories",
-        "must be >= 3 (train, val and test need one each)",
-        d.num_trajectories,
-    )
-    _require(d.num_points >= 8, source, "data.num_points", "must be >= 8", d.num_points)
-    _require(d.dt > 0, source, "data.dt", "must be > 0", d.dt)
-    _require(d.num_frames >= 2, source, "data.num_frames", "must be >= 2", d.num_frames)
-    if d.nu is not None:
-        _require(d.nu > 0, source, "data.nu", "must be > 0", d.nu)
-    for key in ("val_fraction", "test_fraction"):
-        frac = getattr(d, key)
-        _require(0 < frac < 1, source, f"data.{key}", "must be in (0, 1)", frac)
-    _require(
-        d.val_fraction + d.test_fraction < 1,
-        source,
-        "data.test_fraction",
-        "val_fraction + test_fraction must be < 1 (train needs data)",
-        d.val_fraction + d.test_fraction,
-    )
-    if d.path is None:
-        _require(
-            d.nu is not None,
-            source,
-            "data.nu",
-            "the generator needs a viscosity",
-            d.nu,
-            "Set data.nu or data.path.",
-        )
-        _require(
-            d.generator.solver_points % d.num_points == 0,
-            source,
-            "data.generator.solver_points",
-            f"must be a multiple of data.num_points ({d.num_points})",
-            d.generator.solver_points,
-        )
-    else:
-        p = Path(d.path).expanduser()
-        _require(
-            p.is_file(),
-            source,
-            "data.path",
-            "file not found",
-            d.path,
-            "Give a PDEBench HDF5 file, or remove data.path to generate data.",
-        )
-        _require(os.access(p, os.R_OK), source, "data.path", "file is not readable", d.path)
+    _check_data(spec, source)
 
     _require(e.context_frames >= 1, source, "eval.context_frames", "must be >= 1", e.context_frames)
     _require(e.horizon >= 1, source, "eval.horizon", "must be >= 1", e.horizon)
     _require(e.batch_size >= 1, source, "eval.batch_size", "must be >= 1", e.batch_size)
-    _require(
-        e.context_frames + e.horizon <= d.num_frames,
-        source,
-        "eval.horizon",
-        f"context_frames + horizon must be <= data.num_frames ({d.num_frames})",
-        e.context_frames + e.horizon,
-    )
-    _require(
-        t.unroll_steps < d.num_frames,
-        source,
-        "train.unroll_steps",
-        f"must be < data.num_frames ({d.num_frames})",
-        t.unroll_steps,
-    )
     for hz in e.report_horizons:
         _require(
             1 <= hz <= e.horizon,
@@ -216,13 +204,6 @@ def check_spec(spec: Spec, source: Source) -> None:
         )
 
     _require(m.patch_size >= 1, source, "model.patch_size", "must be >= 1", m.patch_size)
-    _require(
-        d.num_points % m.patch_size == 0,
-        source,
-        "model.patch_size",
-        f"must divide data.num_points ({d.num_points})",
-        m.patch_size,
-    )
     for key in (
         "latent_dim",
         "num_layers",
@@ -233,7 +214,7 @@ def check_spec(spec: Spec, source: Source) -> None:
         "decoder_kernel",
     ):
         _require(getattr(m, key) >= 1, source, f"model.{key}", "must be >= 1", getattr(m, key))
-    tokens = d.num_points // m.patch_size
+    tokens = d.sources()[0].num_points // m.patch_size
     _require(
         m.num_modes <= tokens // 2 + 1,
         source,

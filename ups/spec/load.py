@@ -187,6 +187,29 @@ def _translate(exc: OmegaConfBaseException, source: str, layer: dict[str, Any]) 
     return SpecError(msg, file=source, key=key, got=got)
 
 
+def _resolve_tasks(layer: dict[str, Any], configs: Path, source: str) -> dict[str, Any]:
+    """`data.tasks: [{name, from: BLOCK, ...}]`: each task is its data block with the task's keys on top."""
+    data = layer.get("data")
+    tasks = data.get("tasks") if isinstance(data, dict) else None
+    if not isinstance(tasks, list):
+        return layer
+    resolved = []
+    for i, task in enumerate(tasks):
+        if not isinstance(task, dict):
+            raise SpecError("each task must be a mapping like {name: NAME, from: BLOCK}", file=source, key=f"data.tasks.{i}", got=task)
+        task = dict(task)
+        name = task.pop("from", None)
+        if name is not None:
+            choices = available_blocks(configs, "data")
+            if name not in choices:
+                raise SpecError("unknown data block", file=source, key=f"data.tasks.{i}.from", got=name, hint=did_you_mean(str(name), choices))
+            block = read_yaml_mapping(configs / "data" / f"{name}.yaml")
+            block.pop("tasks", None)
+            task = OmegaConf.to_container(OmegaConf.merge(block, task))
+        resolved.append(task)
+    return {**layer, "data": {**data, "tasks": resolved}}
+
+
 def _locate(merged: Any, exc: OmegaConfBaseException, source: str, layer: dict[str, Any]) -> SpecError:
     """Some merge errors carry no key (e.g. `train: 3`): find the top-level key that fails alone."""
     if getattr(exc, "full_key", None):
@@ -261,6 +284,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     layers.append((spec_file, body))
     if dotted:
         layers.append((COMMAND_LINE, _nest(dotted)))
+    layers = [(src, _resolve_tasks(layer, configs, src)) for src, layer in layers]
 
     merged = OmegaConf.structured(Spec)
     OmegaConf.set_readonly(merged, False)

@@ -21,6 +21,9 @@ def base_metric_names(spec: Spec) -> list[str]:
 
 
 def metric_names(spec: Spec, split: str) -> list[str]:
-    """Every `<split>/...` metric the spec's stage logs, persistence baselines included."""
+    """Every `<split>/...` metric the spec's stage logs, persistence baselines included; with several tasks,
+    also `<split>/<task>/...` for each (the un-prefixed names are the unweighted mean over tasks)."""
     base = base_metric_names(spec)
-    return [f"{split}/{n}" for n in base] + [f"{split}/persistence_{n}" for n in base]
+    names = base + [f"persistence_{n}" for n in base]
+    prefixes = [""] + [f"{task}/" for task in spec.data.task_names()]
+    return [f"{split}/{p}{n}" for p in prefixes for n in names]

@@ -39,16 +39,25 @@ class GeneratorConfig:
     """Seed of the random initial conditions (trajectory i depends only on this and i)."""
 
 
+FAMILIES = ("burgers1d", "advection1d", "reaction_diffusion1d")
+
+
 @dataclass(frozen=True, kw_only=True)
-class DataConfig:
-    family: Literal["burgers1d"] = "burgers1d"
+class SourceConfig:
+    """One PDE data set: a PDEBench file or a generator, subsampled to the model's grid and frame spacing."""
+
+    family: Literal["burgers1d", "advection1d", "reaction_diffusion1d"] = "burgers1d"
     """PDE family; selects the generator when `path` is absent."""
     path: str | None = None
     """A PDEBench HDF5 file. When absent, the family's generator makes the data (cached in $UPS_HOME/data)."""
     allow_legacy: bool = False
     """Accept files of PDEBench's older Burgers release (x in (-1, 1), doubled flux)."""
     nu: float | None = None
-    """Viscosity. A file's `Nu` attribute or file name takes precedence."""
+    """Viscosity / diffusivity (Burgers, diffusion-reaction). A file's `Nu` attribute or file name takes precedence."""
+    beta: float | None = None
+    """Advection speed. A file's `beta` attribute or file name takes precedence."""
+    rho: float | None = None
+    """Reaction rate (diffusion-reaction). A file's `rho` attribute or file name takes precedence."""
     num_trajectories: int = 1024
     """Trajectories used (the first N of the file or generator)."""
     num_points: int = 256
@@ -62,6 +71,26 @@ class DataConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskConfig(SourceConfig):
+    name: str
+    """Names the task in metrics: `val/<name>/rollout_nrmse`."""
+    weight: float = 1.0
+    """Sampling weight: training draws tasks in proportion to it, not to their sizes."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig(SourceConfig):
+    tasks: list[TaskConfig] = field(default_factory=list)
+    """Multi-task: each entry is a data set (`{name, from: BLOCK, weight, ...}`); the fields above then do not apply."""
+
+    def sources(self) -> list[SourceConfig]:
+        return list(self.tasks) if self.tasks else [self]
+
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
 
 
 @dataclass(frozen=True, kw_only=True)
