@@ -42,9 +42,9 @@ sweep: {{trials: {trials}, sampler: tpe, pruner: none, startup_trials: {startup}
 """
 
 
-def run_arm(folder: Path, args, seed: int, pruner: str) -> dict:
+def run_arm(folder: Path, args, seed: int, pruner: str, tag: str = "") -> dict:
     """One sweep in a fresh workspace; returns its trials (number, state, value, epochs) and wall time."""
-    home = folder / f"seed{seed}-{pruner}"
+    home = folder / f"{tag}seed{seed}-{pruner}"
     home.mkdir(parents=True)
     os.environ["UPS_HOME"] = str(home)
     import optuna
@@ -99,6 +99,9 @@ def main() -> None:
         args.seeds, args.trials, args.epochs, args.batches, args.startup = args.seeds[:1], 6, 3, 4, 2
 
     folder = Path(tempfile.mkdtemp(prefix="ups-bench-prune-"))
+    # warm up: the first sweep in a process pays for lazy imports (Lightning...), which would burden one arm only
+    tiny = argparse.Namespace(**{**vars(args), "trials": 1, "epochs": 1, "batches": 1, "startup": 1})
+    run_arm(folder, tiny, 0, "none", tag="warmup-")
     rows, raw = [], {}
     for seed in args.seeds:
         plain = run_arm(folder, args, seed, "none")

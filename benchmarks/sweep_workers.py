@@ -38,8 +38,8 @@ sweep: {{trials: {trials}, sampler: random, pruner: none, seed: 0}}
 """
 
 
-def run_arm(folder: Path, args, workers: int) -> dict:
-    home = folder / f"workers{workers}"
+def run_arm(folder: Path, args, workers: int, tag: str = "") -> dict:
+    home = folder / f"{tag}workers{workers}"
     home.mkdir(parents=True)
     os.environ["UPS_HOME"] = str(home)  # the spawned worker inherits it
     import optuna
@@ -80,6 +80,8 @@ def main() -> None:
         args.trials, args.epochs, args.batches = 4, 2, 4
 
     folder = Path(tempfile.mkdtemp(prefix="ups-bench-workers-"))
+    # warm up: the first sweep in a process pays for lazy imports (Lightning...), which would burden arm 1 only
+    run_arm(folder, argparse.Namespace(trials=1, epochs=1, batches=1), 1, tag="warmup-")
     one = run_arm(folder, args, 1)
     two = run_arm(folder, args, 2)
 

@@ -1,7 +1,8 @@
-"""Lightning datamodule: trajectory-disjoint splits, train-only normalization, windowed training samples.
+"""Lightning datamodule: trajectory-disjoint splits, train-only normalization, windowed training samples,
+one or several tasks.
 
 Sampling is ours, not Lightning's (`use_distributed_sampler=False`): the training order is a function of
-(seed, epoch) and each rank takes a disjoint shard, so a resumed run sees exactly the batches it would have.
+(seed, epoch, rank) and each rank takes a disjoint shard, so a resumed run sees exactly the batches it would have.
 """
 
 from __future__ import annotations
@@ -14,38 +15,45 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ups.data.source import DataSource
-from ups.data.splits import assign_splits
+from ups.data.splits import SPLIT_NAMES, assign_splits
 from ups.spec.errors import SpecError
 from ups.spec.schema import Spec
 
 
 class WindowDataset(Dataset):
-    """Every (trajectory, start) window of `length` consecutive frames: ((L, C, X) states, (P,) params, dt)."""
+    """Every (task, trajectory, start) window of `length` frames, tasks one after another:
+    ((L, C, X) states, (P,) params, dt, task)."""
 
-    def __init__(self, states: torch.Tensor, params: torch.Tensor, dt: float, length: int) -> None:
-        self.states, self.params, self.dt, self.length = states, params, dt, length  # states (N, T, C, X)
-        self.per_traj = states.shape[1] - length + 1
+    def __init__(self, tasks: list[tuple[torch.Tensor, torch.Tensor, float]], length: int) -> None:
+        self.tasks, self.length = tasks, length  # each: states (N, T, C, X), params (N, P), dt
+        self.per_traj = [states.shape[1] - length + 1 for states, _, _ in tasks]
+        sizes = [states.shape[0] * n for (states, _, _), n in zip(tasks, self.per_traj)]
+        self.offsets = np.cumsum([0, *sizes])
 
     def __len__(self) -> int:
-        return self.states.shape[0] * self.per_traj
+        return int(self.offsets[-1])
 
     def __getitem__(self, i: int):
-        traj, start = divmod(i, self.per_traj)
-        window = self.states[traj, start : start + self.length]  # (L, C, X)
-        return window, self.params[traj], torch.tensor(self.dt, dtype=torch.float32)
+        k = int(np.searchsorted(self.offsets, i, side="right") - 1)
+        states, params, dt = self.tasks[k]
+        traj, start = divmod(i - int(self.offsets[k]), self.per_traj[k])
+        window = states[traj, start : start + self.length]  # (L, C, X)
+        return window, params[traj], torch.tensor(dt, dtype=torch.float32), k
 
 
 class TrajectoryDataset(Dataset):
-    """Whole trajectories: ((T, C, X) states, (P,) params, dt)."""
+    """Whole (evaluation-window) trajectories: ((T, C, X) states, (P,) params, dt, task)."""
 
-    def __init__(self, states: torch.Tensor, params: torch.Tensor, dt: float) -> None:
-        self.states, self.params, self.dt = states, params, dt
+    def __init__(
+        self, states: torch.Tensor, params: torch.Tensor, dts: torch.Tensor, tasks: torch.Tensor
+    ) -> None:
+        self.states, self.params, self.dts, self.tasks = states, params, dts, tasks
 
     def __len__(self) -> int:
         return self.states.shape[0]
 
     def __getitem__(self, i: int):
-        return self.states[i], self.params[i], torch.tensor(self.dt, dtype=torch.float32)
+        return self.states[i], self.params[i], self.dts[i], self.tasks[i]
 
 
 class EpochSampler(Sampler[int]):
@@ -75,44 +83,114 @@ class EpochSampler(Sampler[int]):
         return iter(order[self.rank :: self.world_size])
 
 
+class TaskBalancedSampler(Sampler[int]):
+    """Draws a task by its weight (not by its size), then a window of one of this rank's trajectories of it.
+
+    Each task's trajectories are partitioned across ranks (`shard`): disjoint shards that together cover the task,
+    so DDP needs no second sharding. The draws depend only on (seed, epoch, rank).
+    """
+
+    def __init__(
+        self,
+        dataset: WindowDataset,
+        weights: list[float],
+        *,
+        num_samples: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.dataset, self.num_samples, self.seed = dataset, num_samples, seed
+        self.rank, self.world_size = rank, world_size
+        self.weights = torch.tensor(weights, dtype=torch.float64)
+        self.epoch = 0
+
+    def shard(self, task: int, rank: int | None = None) -> list[int]:
+        num_traj = self.dataset.tasks[task][0].shape[0]
+        return list(range(self.rank if rank is None else rank, num_traj, self.world_size))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 1_009 + self.rank)
+        tasks = torch.multinomial(self.weights, self.num_samples, replacement=True, generator=g).tolist()
+        shards = [self.shard(k) for k in range(len(self.dataset.tasks))]
+        for k in tasks:
+            traj = shards[k][int(torch.randint(len(shards[k]), (1,), generator=g))]
+            start = int(torch.randint(self.dataset.per_traj[k], (1,), generator=g))
+            yield int(self.dataset.offsets[k]) + traj * self.dataset.per_traj[k] + start
+
+
 class PDEDataModule(L.LightningDataModule):
-    def __init__(self, spec: Spec, source: DataSource) -> None:
+    def __init__(self, spec: Spec, sources: list[DataSource]) -> None:
         super().__init__()
-        self.spec, self.source = spec, source
-        d = spec.data
-        try:
-            self.splits = assign_splits(
-                source.states.shape[0],
-                split_seed=d.split_seed,
-                val_fraction=d.val_fraction,
-                test_fraction=d.test_fraction,
-            )
-        except ValueError as exc:
-            raise SpecError(
-                str(exc), key="data.num_trajectories", got=d.num_trajectories, hint="Use more trajectories."
-            ) from None
-        states = torch.from_numpy(np.ascontiguousarray(source.states)).unsqueeze(2)  # (N, T, C=1, X)
-        params = torch.full((states.shape[0], 1), math.log10(source.nu), dtype=torch.float32)  # (N, P)
-        self.states = {k: states[torch.from_numpy(v)] for k, v in self.splits.items()}
-        self.params = {k: params[torch.from_numpy(v)] for k, v in self.splits.items()}
-        train = self.states["train"]
-        self.mean = train.mean(dim=(0, 1, 3))  # (C,) from train only
-        self.std = train.std(dim=(0, 1, 3))
+        self.spec, self.sources = spec, sources
+        self.task_names = spec.data.task_names()
+        self.weights = [t.weight for t in spec.data.tasks] or [1.0]
+        configs = spec.data.sources()
+        eval_len = spec.eval.context_frames + spec.eval.horizon
+        self.train: list[tuple[torch.Tensor, torch.Tensor, float]] = []
+        per_split: dict[str, list] = {s: [] for s in SPLIT_NAMES}
+        for k, (cfg, src) in enumerate(zip(configs, sources)):
+            key = f"data.tasks.{k}." if self.task_names else "data."
+            try:
+                splits = assign_splits(
+                    src.states.shape[0],
+                    split_seed=cfg.split_seed,
+                    val_fraction=cfg.val_fraction,
+                    test_fraction=cfg.test_fraction,
+                )
+            except ValueError as exc:
+                raise SpecError(
+                    str(exc),
+                    key=f"{key}num_trajectories",
+                    got=cfg.num_trajectories,
+                    hint="Use more trajectories.",
+                ) from None
+            states = torch.from_numpy(np.ascontiguousarray(src.states)).unsqueeze(2)  # (N, T, C=1, X)
+            params = torch.tensor(src.vector, dtype=torch.float32).expand(states.shape[0], -1)  # (N, P)
+            idx = {s: torch.from_numpy(v) for s, v in splits.items()}
+            self.train.append((states[idx["train"]], params[idx["train"]], src.dt))
+            for s in SPLIT_NAMES:
+                n = len(idx[s])
+                per_split[s].append(
+                    (states[idx[s], :eval_len], params[idx[s]], torch.full((n,), src.dt), torch.full((n,), k))
+                )
+        # evaluation windows of every task, concatenated: (N, E, C, X) and per-sample params, dt, task
+        self.states = {s: torch.cat([p[0] for p in parts]) for s, parts in per_split.items()}
+        self.params = {s: torch.cat([p[1] for p in parts]) for s, parts in per_split.items()}
+        self.dts = {s: torch.cat([p[2] for p in parts]) for s, parts in per_split.items()}
+        self.tasks = {s: torch.cat([p[3] for p in parts]).long() for s, parts in per_split.items()}
+        pooled = torch.cat([t[0].flatten(0, 1) for t in self.train])  # (N·T, C, X), train only
+        self.mean = pooled.mean(dim=(0, 2))  # (C,)
+        self.std = pooled.std(dim=(0, 2))
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
+    def train_dataset(self) -> WindowDataset:
+        return WindowDataset(self.train, self.spec.train.unroll_steps + 1)
+
     def train_dataloader(self) -> DataLoader:
-        ds = WindowDataset(
-            self.states["train"], self.params["train"], self.source.dt, self.spec.train.unroll_steps + 1
-        )
+        ds = self.train_dataset()
         rank, world = self._rank_world()
-        sampler = EpochSampler(len(ds), seed=self.spec.seed, shuffle=True, rank=rank, world_size=world)
-        return DataLoader(ds, batch_size=self.spec.train.batch_size, sampler=sampler, drop_last=False)
+        t = self.spec.train
+        if self.task_names:
+            n = t.batches_per_epoch * t.batch_size if t.batches_per_epoch else math.ceil(len(ds) / world)
+            sampler: Sampler = TaskBalancedSampler(
+                ds, self.weights, num_samples=n, seed=self.spec.seed, rank=rank, world_size=world
+            )
+        else:
+            sampler = EpochSampler(len(ds), seed=self.spec.seed, shuffle=True, rank=rank, world_size=world)
+        return DataLoader(ds, batch_size=t.batch_size, sampler=sampler, drop_last=False)
 
     def _eval_loader(self, split: str) -> DataLoader:
-        ds = TrajectoryDataset(self.states[split], self.params[split], self.source.dt)
+        ds = TrajectoryDataset(self.states[split], self.params[split], self.dts[split], self.tasks[split])
         rank, world = self._rank_world()
         # no padding for evaluation: shards are disjoint and cover the split exactly
         idx = list(range(rank, len(ds), world))

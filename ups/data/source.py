@@ -1,23 +1,48 @@
-"""Where a spec's trajectories come from: a PDEBench file (`data.path`) or the family's cached generator."""
+"""Where a spec's trajectories come from: a PDEBench file (`path`) or the family's cached generator."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ups.data.burgers import GENERATOR_VERSION, generate_burgers
 from ups.data.cache import generated_file
 from ups.data.pdebench import PDEBenchFile, file_checksum
 from ups.spec.errors import SpecError
-from ups.spec.schema import DataConfig
+from ups.spec.schema import FAMILIES, SourceConfig
 
 log = logging.getLogger(__name__)
+
+GENERATORS = {
+    "burgers1d": ("ups.data.burgers:generate_burgers", ("nu",)),
+    "advection1d": ("ups.data.advection:generate_advection", ("beta",)),
+    "reaction_diffusion1d": ("ups.data.reaction_diffusion:generate_reaction_diffusion", ("nu", "rho")),
+}
+"""family → ("module:function", the PDE parameters it takes). Modules load on use."""
+
+PARAM_DIM = len(FAMILIES) + 3
+"""Conditioning vector: one-hot family, log10 ν, β, log10(1 + ρ) (0 where a family has no such parameter)."""
+
+_FILE_NAME_PARAMS = {
+    "nu": r"Nu([0-9.eE+-]+?)(?:_|\.h|$)",
+    "beta": r"beta([0-9.eE+-]+?)(?:_|\.h|$)",
+    "rho": r"Rho([0-9.eE+-]+?)(?:_|\.h|$)",
+}
+_ATTRS = {"nu": "Nu", "beta": "beta", "rho": "rho"}
+
+
+def param_vector(family: str, params: dict[str, float]) -> list[float]:
+    onehot = [float(family == f) for f in FAMILIES]
+    nu, beta, rho = params.get("nu"), params.get("beta"), params.get("rho")
+    return onehot + [math.log10(nu) if nu else 0.0, beta or 0.0, math.log10(1 + rho) if rho else 0.0]
 
 
 @dataclass(frozen=True)
@@ -26,24 +51,42 @@ class DataSource:
 
     states: np.ndarray  # (N, T, X) float32
     x: np.ndarray  # (X,)
-    nu: float
+    family: str
+    params: dict[str, float]
+    """The PDE parameters (`nu`, `beta`, `rho` as the family has them)."""
     dt: float
     fingerprint: str
     """Hash of the file contents (or generator parameters) and the subsampling: same hash ⇔ same data."""
     description: dict = field(default_factory=dict)
 
+    @property
+    def nu(self) -> float | None:
+        return self.params.get("nu")
 
-def generator_params(data: DataConfig) -> dict:
+    @property
+    def vector(self) -> list[float]:
+        return param_vector(self.family, self.params)
+
+
+def _generator(family: str):
+    target, names = GENERATORS[family]
+    module, func = target.split(":")
+    mod = importlib.import_module(module)
+    return getattr(mod, func), names, mod.GENERATOR_VERSION
+
+
+def generator_params(data: SourceConfig) -> dict:
+    _, names, version = _generator(data.family)
     return {
         "family": data.family,
-        "nu": data.nu,
+        **{n: getattr(data, n) for n in names},
         "num_trajectories": data.num_trajectories,
         "num_points": data.num_points,
         "num_frames": data.num_frames,
         "dt": data.dt,
         "solver_points": data.generator.solver_points,
         "seed": data.generator.seed,
-        "version": GENERATOR_VERSION,
+        "version": version,
     }
 
 
@@ -62,14 +105,42 @@ def _cached_checksum(path: Path, home: Path) -> str:
     return known[key]
 
 
-def load_source(data: DataConfig, home: Path) -> DataSource:
+def _file_params(data: SourceConfig, reader: PDEBenchFile, path: Path, key: str) -> dict[str, float]:
+    """A file's PDE parameters: its attribute, else its file name, else the spec; the file wins over the spec."""
+    params = {}
+    for name in GENERATORS[data.family][1]:
+        if name == "nu":
+            value = reader.nu  # attribute `Nu`, file name, `data.nu` fallback, or a clear error
+        else:
+            value = reader.attrs.get(_ATTRS[name])
+            if value is None and (m := re.search(_FILE_NAME_PARAMS[name], path.name)):
+                value = float(m.group(1))
+            if value is None:
+                value = getattr(data, name)
+            if value is None:
+                raise SpecError(
+                    f"the file does not say its `{name}` (no `{_ATTRS[name]}` attribute, nothing in its name)",
+                    key=f"{key}{name}",
+                    got=str(path),
+                    hint=f"Set {key}{name}.",
+                )
+        spec_value = getattr(data, name)
+        if spec_value is not None and not np.isclose(float(value), spec_value):
+            log.warning("%s%s=%s ignored: the file says %s", key, name, spec_value, value)
+        params[name] = float(value)
+    return params
+
+
+def load_source(data: SourceConfig, home: Path, *, key: str = "data.") -> DataSource:
     if data.path is None:
         params = generator_params(data)
+        make, names, _ = _generator(data.family)
+        kwargs = {n: getattr(data, n) for n in names}
         path = generated_file(
             home,
             params,
-            make=lambda: generate_burgers(
-                nu=data.nu,
+            make=lambda: make(
+                **kwargs,
                 num_trajectories=data.num_trajectories,
                 num_points=data.num_points,
                 num_frames=data.num_frames,
@@ -89,12 +160,11 @@ def load_source(data: DataConfig, home: Path) -> DataSource:
     if reader.num_trajectories < data.num_trajectories:
         raise SpecError(
             f"the file holds only {reader.num_trajectories} trajectories",
-            key="data.num_trajectories",
+            key=f"{key}num_trajectories",
             got=data.num_trajectories,
-            hint=f"Use data.num_trajectories <= {reader.num_trajectories}.",
+            hint=f"Use {key}num_trajectories <= {reader.num_trajectories}.",
         )
-    if data.nu is not None and data.path is not None and not np.isclose(reader.nu, data.nu):
-        log.warning("data.nu=%s ignored: the file says Nu=%s", data.nu, reader.nu)
+    pde = _file_params(data, reader, path, key)
     states = reader.read(
         np.arange(data.num_trajectories), num_points=data.num_points, dt=data.dt, num_frames=data.num_frames
     )
@@ -106,12 +176,26 @@ def load_source(data: DataConfig, home: Path) -> DataSource:
         "num_frames": data.num_frames,
     }
     fingerprint = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-    description.update(nu=float(reader.nu), fingerprint=fingerprint)
+    description.update(pde, fingerprint=fingerprint)
     return DataSource(
         states=states,
         x=reader.subsampled_x(data.num_points),
-        nu=float(reader.nu),
+        family=data.family,
+        params=pde,
         dt=data.dt,
         fingerprint=fingerprint,
         description=description,
     )
+
+
+def load_sources(data, home: Path) -> list[DataSource]:
+    """Every data set of a spec: one, or one per task (in `data.tasks` order)."""
+    if not data.tasks:
+        return [load_source(data, home)]
+    return [load_source(task, home, key=f"data.tasks.{i}.") for i, task in enumerate(data.tasks)]
+
+
+def combined_fingerprint(sources: list[DataSource]) -> str:
+    if len(sources) == 1:
+        return sources[0].fingerprint
+    return hashlib.sha256("".join(s.fingerprint for s in sources).encode()).hexdigest()[:16]

@@ -111,11 +111,12 @@ def _checkpoint(client, run_id: str, dst: Path) -> Path:
 def _load_candidate(ckpt: Path):
     import torch
 
+    from ups.data.source import PARAM_DIM
     from ups.models.operator import LatentOperator
 
     state = torch.load(ckpt, map_location="cpu", weights_only=False)  # our own checkpoint
     spec = spec_from_dict(state["hyper_parameters"]["spec"])
-    model = LatentOperator(spec.model, num_fields=1, num_params=1)
+    model = LatentOperator(spec.model, num_fields=1, num_params=PARAM_DIM)
     model.load_state_dict(
         {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
     )
@@ -134,7 +135,8 @@ def load_registered(uri: str):
     folder = Path(mlflow.artifacts.download_artifacts(uri, dst_path=tempfile.mkdtemp(prefix="ups-model-")))
     config = json.loads(next(folder.rglob("config.json")).read_text())
     weights = np.load(next(folder.rglob("weights.npz")), allow_pickle=False)
-    model = LatentOperator(OperatorConfig(**config["model"]), num_fields=1, num_params=1)
+    first = next(iter(config["tasks"].values()))
+    model = LatentOperator(OperatorConfig(**config["model"]), num_fields=1, num_params=len(first["params"]))
     model.load_state_dict({k: torch.from_numpy(weights[k]) for k in weights.files})
     return config, model
 
@@ -151,7 +153,7 @@ def promote(
     from mlflow.tracking import MlflowClient
 
     from ups.data.datamodule import PDEDataModule
-    from ups.data.source import load_source
+    from ups.data.source import load_sources
     from ups.exp.gates import evaluate_gates
     from ups.exp.tracking import mlflow_uri
     from ups.training.evaluate import evaluate_split
@@ -175,8 +177,8 @@ def promote(
 
     run = _candidate_run(client, resolved, study=study, run_id=run_id)
     cand_spec, cand_model = _load_candidate(_checkpoint(client, run.info.run_id, scratch))
-    source = load_source(cand_spec.data, home)
-    datamodule = PDEDataModule(cand_spec, source)
+    sources = load_sources(cand_spec.data, home)
+    datamodule = PDEDataModule(cand_spec, sources)
     cand_metrics, cand_samples = evaluate_split(cand_model, datamodule, cand_spec, "test")
 
     with _locked(home / "registry" / f"{name}.lock"):
@@ -214,7 +216,7 @@ def promote(
             run,
             cand_spec,
             cand_model,
-            source,
+            sources,
             datamodule,
             cand_metrics,
             gates,
@@ -243,7 +245,7 @@ def _register(
     run,
     spec,
     model,
-    source,
+    sources,
     datamodule,
     metrics,
     gates,
@@ -259,20 +261,23 @@ def _register(
     from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
     import ups.exp.registry_model as code
+    from ups.data.source import combined_fingerprint
     from ups.exp.report import model_card
     from ups.exp.tracking import git_commit
 
-    x = spec.data.num_points
+    x = spec.data.sources()[0].num_points
     weights = scratch / "weights.npz"
     np.savez(weights, **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
     config = {
         "model": {k: getattr(spec.model, k) for k in spec.model.__dataclass_fields__},
-        "nu": source.nu,
-        "dt": source.dt,
+        "tasks": {
+            name: {"params": src.vector, "dt": src.dt, "family": src.family, **src.params}
+            for name, src in zip(spec.data.task_names() or ["default"], sources)
+        },
         "num_points": x,
         "fields": ["u"],
         "normalization": {"mean": datamodule.mean.tolist(), "std": datamodule.std.tolist()},
-        "data_fingerprint": source.fingerprint,
+        "data_fingerprint": combined_fingerprint(sources),
         "spec": dataclasses.asdict(spec),
         "ups_version": __version__,
     }
@@ -281,7 +286,12 @@ def _register(
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, x))]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, x))]),
-        params=ParamSchema([ParamSpec("steps", "long", 1)]),
+        params=ParamSchema(
+            [
+                ParamSpec("steps", "long", 1),
+                ParamSpec("task", "string", (spec.data.task_names() or ["default"])[0]),
+            ]
+        ),
     )
     example = datamodule.states["test"][:2, spec.eval.context_frames - 1, 0].numpy()  # (2, X)
     with mlflow.start_run(run_id=run.info.run_id):
@@ -305,7 +315,7 @@ def _register(
         "ups.study": run.data.tags.get("ups.study", ""),
         "ups.trial": run.data.tags.get("ups.trial", ""),
         "ups.git_commit": git_commit(),
-        "ups.data_fingerprint": source.fingerprint,
+        "ups.data_fingerprint": combined_fingerprint(sources),
         "ups.decision": "promoted" if passed else "rejected",
         "ups.failed_gates": ",".join(k for k, g in gates.items() if not g.passed),
         **{
@@ -316,7 +326,7 @@ def _register(
     }
     for k, v in tags.items():
         client.set_model_version_tag(name, version, k, v)
-    card = model_card(name, version, run.info.run_id, source, metrics, gates, champion, champ_version)
+    card = model_card(name, version, run.info.run_id, sources, metrics, gates, champion, champ_version)
     client.update_model_version(name, version, description=card)
     return version
 
@@ -347,7 +357,7 @@ def eval_registered(resolved: ResolvedSpec, model_uri: str) -> dict[str, float]:
     import mlflow
 
     from ups.data.datamodule import PDEDataModule
-    from ups.data.source import load_source
+    from ups.data.source import load_sources
     from ups.exp.tracking import mlflow_uri
     from ups.training.evaluate import evaluate_split
 
@@ -366,12 +376,13 @@ def eval_registered(resolved: ResolvedSpec, model_uri: str) -> dict[str, float]:
             got=model_uri,
             hint="Use models:/NAME@ALIAS or models:/NAME/VERSION.",
         ) from None
-    if config["num_points"] != resolved.spec.data.num_points:
+    if config["num_points"] != resolved.spec.data.sources()[0].num_points:
         raise SpecError(
             f"the model was made for {config['num_points']} points",
             key="data.num_points",
-            got=resolved.spec.data.num_points,
+            got=resolved.spec.data.sources()[0].num_points,
         )
-    source = load_source(resolved.spec.data, home)
-    metrics, _ = evaluate_split(model, PDEDataModule(resolved.spec, source), resolved.spec, "test")
+    metrics, _ = evaluate_split(
+        model, PDEDataModule(resolved.spec, load_sources(resolved.spec.data, home)), resolved.spec, "test"
+    )
     return metrics

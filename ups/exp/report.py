@@ -86,7 +86,7 @@ def plot_error_growth(model_steps: np.ndarray, persistence_steps: np.ndarray, *,
     return path
 
 
-def model_card(name, version, run_id, source, metrics, gates, champion, champ_version) -> str:
+def model_card(name, version, run_id, sources, metrics, gates, champion, champ_version) -> str:
     """The registered version's description: a short markdown model card."""
     rows = ["| metric | model | persistence |", "|---|---|---|"]
     for m in ("nrmse", "rollout_nrmse"):
@@ -96,7 +96,12 @@ def model_card(name, version, run_id, source, metrics, gates, champion, champ_ve
         "",
         f"Trained in MLflow run `{run_id}`.",
         "",
-        f"**Data**: {source.description.get('file', '?')} (ν = {source.nu}, Δt = {source.dt}, fingerprint `{source.fingerprint}`).",
+        "**Data**: "
+        + "; ".join(
+            f"{s.family} {s.params} from {s.description.get('file', '?')} (Δt = {s.dt}, fingerprint `{s.fingerprint}`)"
+            for s in sources
+        )
+        + ".",
         "",
         "**Test metrics** (held-out trajectories, PDEBench rollout protocol):",
         "",

@@ -122,7 +122,7 @@ def run_spec(
     import torch
 
     from ups.data.datamodule import PDEDataModule
-    from ups.data.source import load_source
+    from ups.data.source import combined_fingerprint, load_sources
     from ups.exp.report import plot_error_growth, plot_rollout
     from ups.exp.tracking import base_tags, start_tracking
     from ups.spec.redact import redact
@@ -134,14 +134,14 @@ def run_spec(
     warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     L.seed_everything(spec.seed, workers=True, verbose=False)
-    source = load_source(spec.data, home)
-    datamodule = PDEDataModule(spec, source)
+    sources = load_sources(spec.data, home)
+    datamodule = PDEDataModule(spec, sources)
     module = OperatorModule(resolved.to_dict())
     module.model.set_normalization(datamodule.mean, datamodule.std)
     if spec.hardware.compile:
         module.model = torch.compile(module.model)
 
-    tags = {**base_tags(resolved, source.fingerprint), **(trial.tags if trial else {})}
+    tags = {**base_tags(resolved, combined_fingerprint(sources)), **(trial.tags if trial else {})}
     session = start_tracking(
         resolved, home, resume=record, rank=rank, tags=tags, wandb_group=trial.wandb_group if trial else None
     )
@@ -231,7 +231,7 @@ def _model_extras(model, datamodule) -> dict[str, float]:
 
     states = datamodule.states["val"][:32, 0]  # (B, C, X)
     params = datamodule.params["val"][: states.shape[0]]
-    dt = torch.full((states.shape[0],), datamodule.source.dt)
+    dt = datamodule.dts["val"][: states.shape[0]]
     with torch.no_grad():
         model(states, params, dt)  # warm-up
         start = time.perf_counter()

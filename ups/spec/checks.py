@@ -42,30 +42,76 @@ def _check_source(src, prefix: str, spec: Spec, source: Source) -> None:
     def req(ok: bool, field: str, problem: str, got: object, hint: str | None = None) -> None:
         _require(ok, source, f"{prefix}{field}", problem, got, hint)
 
-    req(src.num_trajectories >= 3, "num_trajectories", "must be >= 3 (train, val and test need one each)", src.num_trajectories)
+    req(
+        src.num_trajectories >= 3,
+        "num_trajectories",
+        "must be >= 3 (train, val and test need one each)",
+        src.num_trajectories,
+    )
     req(src.num_points >= 8, "num_points", "must be >= 8", src.num_points)
     req(src.dt > 0, "dt", "must be > 0", src.dt)
     req(src.num_frames >= 2, "num_frames", "must be >= 2", src.num_frames)
     for name in ("nu", "rho"):
         value = getattr(src, name)
         if value is not None:
-            req(value > 0 if name == "nu" else value >= 0, name, "must be > 0" if name == "nu" else "must be >= 0", value)
+            req(
+                value > 0 if name == "nu" else value >= 0,
+                name,
+                "must be > 0" if name == "nu" else "must be >= 0",
+                value,
+            )
     for key in ("val_fraction", "test_fraction"):
         req(0 < getattr(src, key) < 1, key, "must be in (0, 1)", getattr(src, key))
-    req(src.val_fraction + src.test_fraction < 1, "test_fraction", "val_fraction + test_fraction must be < 1 (train needs data)", src.val_fraction + src.test_fraction)
+    req(
+        src.val_fraction + src.test_fraction < 1,
+        "test_fraction",
+        "val_fraction + test_fraction must be < 1 (train needs data)",
+        src.val_fraction + src.test_fraction,
+    )
     if src.path is None:
         for name in _NEEDS[src.family]:
-            req(getattr(src, name) is not None, name, f"the {src.family} generator needs `{name}`", None, f"Set {prefix}{name} or {prefix}path.")
-        req(src.generator.solver_points % src.num_points == 0, "generator.solver_points", f"must be a multiple of {prefix}num_points ({src.num_points})", src.generator.solver_points)
+            req(
+                getattr(src, name) is not None,
+                name,
+                f"the {src.family} generator needs `{name}`",
+                None,
+                f"Set {prefix}{name} or {prefix}path.",
+            )
+        req(
+            src.generator.solver_points % src.num_points == 0,
+            "generator.solver_points",
+            f"must be a multiple of {prefix}num_points ({src.num_points})",
+            src.generator.solver_points,
+        )
     else:
         p = Path(src.path).expanduser()
-        req(p.is_file(), "path", "file not found", src.path, "Give a PDEBench HDF5 file, or remove data.path to generate data.")
+        req(
+            p.is_file(),
+            "path",
+            "file not found",
+            src.path,
+            "Give a PDEBench HDF5 file, or remove data.path to generate data.",
+        )
         req(os.access(p, os.R_OK), "path", "file is not readable", src.path)
     e, t, m = spec.eval, spec.train, spec.model
     frames = f"{prefix}num_frames ({src.num_frames})"
-    _require(e.context_frames + e.horizon <= src.num_frames, source, "eval.horizon", f"context_frames + horizon must be <= {frames}", e.context_frames + e.horizon)
-    _require(t.unroll_steps < src.num_frames, source, "train.unroll_steps", f"must be < {frames}", t.unroll_steps)
-    _require(src.num_points % m.patch_size == 0, source, "model.patch_size", f"must divide {prefix}num_points ({src.num_points})", m.patch_size)
+    _require(
+        e.context_frames + e.horizon <= src.num_frames,
+        source,
+        "eval.horizon",
+        f"context_frames + horizon must be <= {frames}",
+        e.context_frames + e.horizon,
+    )
+    _require(
+        t.unroll_steps < src.num_frames, source, "train.unroll_steps", f"must be < {frames}", t.unroll_steps
+    )
+    _require(
+        src.num_points % m.patch_size == 0,
+        source,
+        "model.patch_size",
+        f"must divide {prefix}num_points ({src.num_points})",
+        m.patch_size,
+    )
 
 
 def _check_data(spec: Spec, source: Source) -> None:
@@ -76,10 +122,22 @@ def _check_data(spec: Spec, source: Source) -> None:
     names = [t.name for t in d.tasks]
     for i, task in enumerate(d.tasks):
         prefix = f"data.tasks.{i}."
-        _require(bool(task.name) and "/" not in task.name and task.name.strip() == task.name, source, f"{prefix}name", "must be a non-empty name without '/' or spaces at the ends", task.name)
+        _require(
+            bool(task.name) and "/" not in task.name and task.name.strip() == task.name,
+            source,
+            f"{prefix}name",
+            "must be a non-empty name without '/' or spaces at the ends",
+            task.name,
+        )
         _require(names.count(task.name) == 1, source, f"{prefix}name", "task names must be unique", task.name)
         _require(task.weight > 0, source, f"{prefix}weight", "must be > 0", task.weight)
-        _require(task.num_points == d.tasks[0].num_points, source, f"{prefix}num_points", f"every task needs the model's grid ({d.tasks[0].num_points} points)", task.num_points)
+        _require(
+            task.num_points == d.tasks[0].num_points,
+            source,
+            f"{prefix}num_points",
+            f"every task needs the model's grid ({d.tasks[0].num_points} points)",
+            task.num_points,
+        )
         _check_source(task, prefix, spec, source)
 
 

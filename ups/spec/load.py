@@ -196,13 +196,24 @@ def _resolve_tasks(layer: dict[str, Any], configs: Path, source: str) -> dict[st
     resolved = []
     for i, task in enumerate(tasks):
         if not isinstance(task, dict):
-            raise SpecError("each task must be a mapping like {name: NAME, from: BLOCK}", file=source, key=f"data.tasks.{i}", got=task)
+            raise SpecError(
+                "each task must be a mapping like {name: NAME, from: BLOCK}",
+                file=source,
+                key=f"data.tasks.{i}",
+                got=task,
+            )
         task = dict(task)
         name = task.pop("from", None)
         if name is not None:
             choices = available_blocks(configs, "data")
             if name not in choices:
-                raise SpecError("unknown data block", file=source, key=f"data.tasks.{i}.from", got=name, hint=did_you_mean(str(name), choices))
+                raise SpecError(
+                    "unknown data block",
+                    file=source,
+                    key=f"data.tasks.{i}.from",
+                    got=name,
+                    hint=did_you_mean(str(name), choices),
+                )
             block = read_yaml_mapping(configs / "data" / f"{name}.yaml")
             block.pop("tasks", None)
             task = OmegaConf.to_container(OmegaConf.merge(block, task))

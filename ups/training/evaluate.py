@@ -6,7 +6,7 @@ import torch
 
 from ups.spec.metrics import report_horizons
 from ups.spec.schema import Spec
-from ups.training.metrics import evaluate_batch, summarize
+from ups.training.metrics import evaluate_batch, summarize_tasks
 
 
 @torch.no_grad()
@@ -20,12 +20,13 @@ def evaluate_split(
     size = spec.eval.batch_size
     for start in range(0, states.shape[0], size):
         traj, p = states[start : start + size], params[start : start + size]
-        dt = torch.full((traj.shape[0],), datamodule.source.dt)
+        dt = datamodule.dts[split][start : start + size]
         out = evaluate_batch(
             model, traj, p, dt, context_frames=spec.eval.context_frames, horizon=spec.eval.horizon
         )
+        out["task"] = datamodule.tasks[split][start : start + size]
         for name, v in out.items():
             per_sample.setdefault(name, []).append(v)
     joined = {k: torch.cat(v) for k, v in per_sample.items()}
-    metrics = summarize(joined, report_horizons(spec))
+    metrics = summarize_tasks(joined, report_horizons(spec), spec.data.task_names())
     return {f"{split}/{k}": v for k, v in metrics.items()}, joined

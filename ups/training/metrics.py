@@ -108,9 +108,38 @@ def summarize(per_sample: dict[str, torch.Tensor], horizons: list[int]) -> dict[
     return metrics
 
 
-def per_sample_metric(per_sample: dict[str, torch.Tensor], name: str) -> torch.Tensor:
-    """One value per sample for a metric name (split prefix optional), e.g. `test/rollout_nrmse@10` → (B,)."""
-    name = name.split("/", 1)[-1]
+def summarize_tasks(
+    per_sample: dict[str, torch.Tensor], horizons: list[int], task_names: list[str]
+) -> dict[str, float]:
+    """Like `summarize`, plus `<task>/<name>` per task; the un-prefixed value is then the unweighted mean over
+    tasks (DESIGN.md), not the mean over samples."""
+    values = {k: v for k, v in per_sample.items() if k != "task"}
+    if not task_names:
+        return summarize(values, horizons)
+    out: dict[str, float] = {}
+    per_task = []
+    for k, name in enumerate(task_names):
+        mask = per_sample["task"] == k
+        if not bool(mask.any()):
+            raise ValueError(f"task {name!r} has no samples in this split")
+        m = summarize({key: v[mask] for key, v in values.items()}, horizons)
+        per_task.append(m)
+        out.update({f"{name}/{key}": v for key, v in m.items()})
+    for key in per_task[0]:
+        out[key] = sum(m[key] for m in per_task) / len(per_task)
+    return out
+
+
+def per_sample_metric(
+    per_sample: dict[str, torch.Tensor], name: str, task_names: list[str] | None = None
+) -> torch.Tensor:
+    """One value per sample for a metric name (split prefix optional), e.g. `test/rollout_nrmse@10` → (B,);
+    `test/<task>/...` keeps that task's samples only."""
+    parts = name.split("/")
+    if len(parts) == 3 and task_names:
+        mask = per_sample["task"] == task_names.index(parts[1])
+        per_sample = {k: v[mask] for k, v in per_sample.items()}
+    name = parts[-1]
     prefix = "persistence_" if name.startswith("persistence_") else ""
     base = name.removeprefix("persistence_")
     if base.startswith("rollout_nrmse@"):

@@ -10,11 +10,12 @@ import math
 import lightning.pytorch as L
 import torch
 
+from ups.data.source import PARAM_DIM
 from ups.models.operator import LatentOperator
 from ups.spec.load import spec_from_dict
 from ups.spec.metrics import report_horizons
 from ups.training.losses import loss_bundle
-from ups.training.metrics import evaluate_batch, summarize
+from ups.training.metrics import evaluate_batch, summarize_tasks
 from ups.training.optim import build_optimizer, build_scheduler
 
 
@@ -27,7 +28,7 @@ class OperatorModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()  # the resolved spec travels with every checkpoint
         self.spec = spec_from_dict(spec)
-        self.model = LatentOperator(self.spec.model, num_fields=1, num_params=1)
+        self.model = LatentOperator(self.spec.model, num_fields=1, num_params=PARAM_DIM)
         self._per_sample: dict[str, list[torch.Tensor]] = {}
         self.last_eval: dict[str, dict] = {}
         """Per split: per-sample errors and one example rollout from the latest evaluation."""
@@ -36,7 +37,7 @@ class OperatorModule(L.LightningModule):
         return self.model(u, params, dt)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        window, params, dt = batch  # (B, K+1, C, X), (B, P), (B,)
+        window, params, dt, _task = batch  # (B, K+1, C, X), (B, P), (B,), (B,)
         k = window.shape[1] - 1
         rollout = self.model.rollout(window[:, 0], params, dt, k)  # (B, K, C, X)
         losses = loss_bundle(rollout, window[:, 1:], self.spec.stage.loss)
@@ -52,7 +53,7 @@ class OperatorModule(L.LightningModule):
 
     # evaluation -----------------------------------------------------------------------------------
     def _eval_step(self, batch) -> None:
-        traj, params, dt = batch  # (B, T, C, X), (B, P), (B,)
+        traj, params, dt, task = batch  # (B, T, C, X), (B, P), (B,), (B,)
         out = evaluate_batch(
             self.model,
             traj,
@@ -61,6 +62,7 @@ class OperatorModule(L.LightningModule):
             context_frames=self.spec.eval.context_frames,
             horizon=self.spec.eval.horizon,
         )
+        out["task"] = task
         for name, v in out.items():
             self._per_sample.setdefault(name, []).append(v.detach().cpu())
         if "example" not in self._per_sample:
@@ -83,7 +85,7 @@ class OperatorModule(L.LightningModule):
             return
         gathered = self._gather(local)
         horizons = report_horizons(self.spec)
-        metrics = summarize(gathered, horizons)
+        metrics = summarize_tasks(gathered, horizons, self.spec.data.task_names())
         self.log_dict({f"{split}/{k}": v for k, v in metrics.items()}, sync_dist=False, rank_zero_only=False)
         self.last_eval[split] = {"per_sample": gathered, "metrics": metrics, "example": example}
 
