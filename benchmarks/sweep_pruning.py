@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=0.02)
     parser.add_argument("--json", type=Path, help="also write the raw trials here")
     args = parser.parse_args()
+    load = os.getloadavg()[0]  # other work on the machine skews wall times: say so
     if args.quick:
         args.seeds, args.trials, args.epochs, args.batches, args.startup = args.seeds[:1], 6, 3, 4, 2
 
@@ -130,7 +131,8 @@ def main() -> None:
 
     print(
         f"\nTPE, {args.trials} trials x {args.epochs} epochs x {args.batches} batches, pruner {args.pruner} "
-        f"(startup_trials {args.startup}, warmup_epochs {args.warmup}); target: B x {1 + args.tolerance:g}\n"
+        f"(startup_trials {args.startup}, warmup_epochs {args.warmup}); target: B x {1 + args.tolerance:g}; "
+        f"{os.cpu_count()} CPUs, 1-min load average before / after: {load:.2f} / {os.getloadavg()[0]:.2f}\n"
     )
     print(
         "| seed | B (unpruned best) | unpruned epochs to target | pruned epochs to target | ratio "

@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batches", type=int, default=30, help="train.batches_per_epoch")
     args = parser.parse_args()
+    load = os.getloadavg()[0]  # other work on the machine skews wall times: say so
     if args.quick:
         args.trials, args.epochs, args.batches = 4, 2, 4
 
@@ -87,7 +88,8 @@ def main() -> None:
 
     print(
         f"\nrandom sampler, no pruner, {args.trials} trials x {args.epochs} epochs x {args.batches} batches, "
-        f"hardware.num_threads=1 per worker, {os.cpu_count()} CPUs\n"
+        f"hardware.num_threads=1 per worker, {os.cpu_count()} CPUs; "
+        f"1-min load average before / after: {load:.2f} / {os.getloadavg()[0]:.2f}\n"
     )
     print("| workers | wall s | finished trials | failed | mean trial s | first start to last end s | trials/hour |")
     print("|---|---|---|---|---|---|---|")

@@ -49,7 +49,11 @@ def test_promote_sets_champion_and_rejects_a_worse_run(workspace, champion, caps
     worse = run_spec(load_spec(champion, ["train.lr=1e-7", "train.max_epochs=1"]), progress_bar=False)
     assert main(["promote", str(champion), "--run", worse.run_id, "--json"]) == 3
     out = capsys.readouterr().out
-    rejected = next(line for line in out.splitlines() if line.startswith("rejected: reg v2 registered without alias; failed gates:"))
+    rejected = next(
+        line
+        for line in out.splitlines()
+        if line.startswith("rejected: reg v2 registered without alias; failed gates:")
+    )
     assert "beat_champion" in rejected
     assert json.loads(out.strip().splitlines()[-1])["gates"]["beat_champion"]["passed"] is False
     assert str(client.get_model_version_by_alias("reg", "champion").version) == "1"

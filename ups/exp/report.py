@@ -7,15 +7,31 @@ from pathlib import Path
 import numpy as np
 
 
+def task_names_in(metrics: dict[str, float]) -> list[str]:
+    """Tasks that have `<split>/<task>/rollout_nrmse` entries, in first-seen order."""
+    seen: dict[str, None] = {}
+    for key in metrics:
+        parts = key.split("/")
+        if len(parts) == 3 and parts[2] == "rollout_nrmse":
+            seen[parts[1]] = None
+    return list(seen)
+
+
 def metrics_table(metrics: dict[str, float], *, wall_seconds: float, where: list[str]) -> str:
     rows = [("metric", "model", "persistence", "model / persistence")]
+    tasks = task_names_in(metrics)
     for split in ("val", "test"):
-        for name in ("nrmse", "rollout_nrmse"):
+        for name in (
+            "nrmse",
+            "rollout_nrmse",
+            *(f"{t}/{n}" for t in tasks for n in ("nrmse", "rollout_nrmse")),
+        ):
             key = f"{split}/{name}"
             if key not in metrics:
                 continue
             model = metrics[key]
-            base = metrics.get(f"{split}/persistence_{name}", float("nan"))
+            head, _, last = name.rpartition("/")
+            base = metrics.get(f"{split}/{head + '/' if head else ''}persistence_{last}", float("nan"))
             rows.append((key, f"{model:.4f}", f"{base:.4f}", f"{model / base:.3f}" if base else "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
@@ -120,3 +136,27 @@ def model_card(name, version, run_id, sources, metrics, gates, champion, champ_v
         "Load: `mlflow.pyfunc.load_model(uri).predict(states, params={'steps': K})`, states (B, X) float32.",
     ]
     return "\n".join(lines)
+
+
+def plot_task_bars(metrics: dict[str, float], *, split: str, path: Path) -> Path:
+    """Per-task rollout nRMSE of the model next to persistence (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = task_names_in(metrics)
+    model = [metrics[f"{split}/{t}/rollout_nrmse"] for t in tasks]
+    still = [metrics[f"{split}/{t}/persistence_rollout_nrmse"] for t in tasks]
+    x = np.arange(len(tasks))
+    fig, ax = plt.subplots(figsize=(1.6 * len(tasks) + 2, 4))
+    ax.bar(x - 0.2, model, 0.4, label="model")
+    ax.bar(x + 0.2, still, 0.4, label="persistence")
+    ax.set_xticks(x, tasks, rotation=20, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel(f"{split} rollout nRMSE")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -123,7 +123,7 @@ def run_spec(
 
     from ups.data.datamodule import PDEDataModule
     from ups.data.source import combined_fingerprint, load_sources
-    from ups.exp.report import plot_error_growth, plot_rollout
+    from ups.exp.report import plot_error_growth, plot_rollout, plot_task_bars
     from ups.exp.tracking import base_tags, start_tracking
     from ups.spec.redact import redact
     from ups.training.operator_module import OperatorModule
@@ -209,6 +209,8 @@ def run_spec(
                 path=artifacts / f"error_growth_{split}.png",
             ),
         ]
+        if spec.data.tasks:
+            plots.append(plot_task_bars(metrics, split=split, path=artifacts / f"tasks_{split}.png"))
         session.log_metrics({"wall_time_s": wall, "epochs": trainer.current_epoch, **extras})
         for path in (spec_yaml, *plots):
             session.log_artifact(path)

@@ -129,7 +129,7 @@ def _check_data(spec: Spec, source: Source) -> None:
             "must be a non-empty name without '/' or spaces at the ends",
             task.name,
         )
-        _require(names.count(task.name) == 1, source, f"{prefix}name", "task names must be unique", task.name)
+        _require(task.name not in names[:i], source, f"{prefix}name", "task names must be unique", task.name)
         _require(task.weight > 0, source, f"{prefix}weight", "must be > 0", task.weight)
         _require(
             task.num_points == d.tasks[0].num_points,
