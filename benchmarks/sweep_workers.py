@@ -8,7 +8,7 @@ inside the measured wall time; this process has already imported everything befo
 
 Wall time = the `run_sweep` call; trials/hour = finished trials / wall time.
 
-    .venv/bin/python benchmarks/sweep_workers.py            # the full version (about 2.5 minutes on 2 cores)
+    .venv/bin/python benchmarks/sweep_workers.py            # the full version (about 4 minutes on 2 cores)
     .venv/bin/python benchmarks/sweep_workers.py --quick    # a smoke version (well under a minute)
 """
 
@@ -73,32 +73,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke version: 4 trials of 2 epochs")
     parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batches", type=int, default=30, help="train.batches_per_epoch")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batches", type=int, default=20, help="train.batches_per_epoch (about 21 exist)")
+    parser.add_argument("--repeats", type=int, default=2, help="pairs of arms, in alternating order")
     args = parser.parse_args()
     load = os.getloadavg()[0]  # other work on the machine skews wall times: say so
     if args.quick:
-        args.trials, args.epochs, args.batches = 4, 2, 4
+        args.trials, args.epochs, args.batches, args.repeats = 4, 2, 4, 1
 
     folder = Path(tempfile.mkdtemp(prefix="ups-bench-workers-"))
-    # warm up: the first sweep in a process pays for lazy imports (Lightning...), which would burden arm 1 only
+    # warm up: the first sweep in a process pays for lazy imports (Lightning...), which would burden one arm only
     run_arm(folder, argparse.Namespace(trials=1, epochs=1, batches=1), 1, tag="warmup-")
-    one = run_arm(folder, args, 1)
-    two = run_arm(folder, args, 2)
+    rows, ratios = [], []
+    for k in range(args.repeats):
+        order = (1, 2) if k % 2 == 0 else (2, 1)  # alternate, so a drift in machine speed hits both arms
+        arms = {w: run_arm(folder, args, w, tag=f"r{k}-") for w in order}
+        rows += [{"repeat": k, **arms[w]} for w in (1, 2)]
+        ratios.append(arms[2]["per_hour"] / arms[1]["per_hour"])
 
     print(
         f"\nrandom sampler, no pruner, {args.trials} trials x {args.epochs} epochs x {args.batches} batches, "
         f"hardware.num_threads=1 per worker, {os.cpu_count()} CPUs; "
         f"1-min load average before / after: {load:.2f} / {os.getloadavg()[0]:.2f}\n"
     )
-    print("| workers | wall s | finished trials | failed | mean trial s | first start to last end s | trials/hour |")
-    print("|---|---|---|---|---|---|---|")
-    for r in (one, two):
+    print(
+        "| repeat | workers | wall s | finished trials | failed | mean trial s | first start to last end s "
+        "| trials/hour | 2 / 1 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ratio = f"{ratios[r['repeat']]:.2f}x" if r["workers"] == 2 else ""
         print(
-            f"| {r['workers']} | {r['wall_s']:.1f} | {r['trials']} | {r['failed']} | {r['trial_s']:.2f} "
-            f"| {r['span_s']:.1f} | {r['per_hour']:.0f} |"
+            f"| {r['repeat']} | {r['workers']} | {r['wall_s']:.1f} | {r['trials']} | {r['failed']} "
+            f"| {r['trial_s']:.2f} | {r['span_s']:.1f} | {r['per_hour']:.0f} | {ratio} |"
         )
-    print(f"\nThroughput ratio, 2 workers / 1: **{two['per_hour'] / one['per_hour']:.2f}x**")
+    print(f"\nThroughput ratio, 2 workers / 1 (median over repeats): **{statistics.median(ratios):.2f}x**")
 
 
 if __name__ == "__main__":
