@@ -4,7 +4,9 @@ For each sampler seed s, two sweeps of the same spec run side by side, each in i
 an unpruned one (`sweep.pruner=none`) and a pruned one (`--pruner`, default `median`), both with TPE seeded
 with s. B is the best value of the unpruned sweep (minimizing `val/rollout_nrmse`). For each sweep, the compute
 to reach B is the number of epochs trained, summed over trials in trial-number order, up to and including the
-first COMPLETE trial whose value is <= B * (1 + tolerance); pruned trials never count as reaching it.
+first COMPLETE trial whose value is <= B * (1 + tolerance); pruned trials never count as reaching it. A pruned
+sweep that has not reached the target after its trials is resumed for more (see `run_arm`), so that its compute
+is measured rather than bounded, but never beyond the compute of the whole unpruned sweep or twice its trials.
 
 Epochs trained by a trial = the epoch steps (< max_epochs) it reported as Optuna intermediate values; an unpruned
 sweep reports none, so each of its trials counts max_epochs. (A trial also reports once more, at step
@@ -47,8 +49,12 @@ sweep: {{trials: {trials}, sampler: tpe, pruner: none, startup_trials: {startup}
 """
 
 
-def run_arm(folder: Path, args, seed: int, pruner: str, tag: str = "") -> dict:
-    """One sweep in a fresh workspace; returns its trials (number, state, value, epochs) and wall time."""
+def run_arm(folder: Path, args, seed: int, pruner: str, tag: str = "", target: float | None = None) -> dict:
+    """A sweep in a fresh workspace: its trials (number, state, value, epochs) and wall time.
+
+    With a `target`, a sweep that has not reached it is continued (resumed, `--extend` trials at a time) while it
+    has spent less compute than a whole unpruned sweep (trials x epochs) and run fewer than 2 x trials trials.
+    """
     home = folder / f"{tag}seed{seed}-{pruner}"
     home.mkdir(parents=True)
     os.environ["UPS_HOME"] = str(home)
@@ -60,15 +66,23 @@ def run_arm(folder: Path, args, seed: int, pruner: str, tag: str = "") -> dict:
     spec = home / "bench-prune.yaml"
     spec.write_text(SPEC.format(**vars(args)))
     resolved = load_spec(spec, [f"sweep.seed={seed}", f"sweep.pruner={pruner}"])
-    start = time.perf_counter()
-    result = run_sweep(resolved)
-    wall = time.perf_counter() - start
-    study = optuna.load_study(study_name=result.study, storage=f"sqlite:///{home / 'optuna.db'}")
-    trials = []
-    for t in sorted(study.trials, key=lambda t: t.number):
-        steps = [s for s in t.intermediate_values if s < args.epochs]
-        epochs = len(steps) if steps else args.epochs  # no reports: an unpruned trial ran every epoch
-        trials.append({"number": t.number, "state": t.state.name, "value": t.value, "epochs": epochs})
+    wall, n = 0.0, args.trials
+    while True:
+        start = time.perf_counter()
+        result = run_sweep(resolved, trials=n)
+        wall += time.perf_counter() - start
+        study = optuna.load_study(study_name=result.study, storage=f"sqlite:///{home / 'optuna.db'}")
+        trials = []
+        for t in sorted(study.trials, key=lambda t: t.number):
+            steps = [s for s in t.intermediate_values if s < args.epochs]
+            epochs = len(steps) if steps else args.epochs  # no reports: an unpruned trial ran every epoch
+            trials.append({"number": t.number, "state": t.state.name, "value": t.value, "epochs": epochs})
+        if target is None:
+            break
+        reached, spent = compute_to(trials, target)
+        if reached is not None or spent >= args.trials * args.epochs or n >= 2 * args.trials:
+            break
+        n += args.extend
     return {"wall_s": wall, "trials": trials}
 
 
@@ -96,13 +110,17 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=10, help="train.batches_per_epoch (about 21 exist)")
     parser.add_argument("--trajectories", type=int, default=48)
     parser.add_argument("--startup", type=int, default=2, help="sweep.startup_trials (TPE and median pruner)")
-    parser.add_argument("--warmup", type=int, default=1, help="sweep.warmup_epochs (hyperband: min_resource)")
+    parser.add_argument("--warmup", type=int, default=4, help="sweep.warmup_epochs (hyperband: min_resource)")
     parser.add_argument("--tolerance", type=float, default=0.02)
+    parser.add_argument(
+        "--extend", type=int, default=4, help="trials added when the pruned sweep is continued"
+    )
     parser.add_argument("--json", type=Path, help="also write the raw trials here")
     args = parser.parse_args()
     load = os.getloadavg()[0]  # other work on the machine skews wall times: say so
     if args.quick:
-        args.seeds, args.trials, args.epochs, args.batches, args.startup = args.seeds[:1], 6, 3, 4, 2
+        args.seeds, args.trials, args.epochs, args.batches = args.seeds[:1], 6, 3, 4
+        args.startup, args.warmup = 2, 1
 
     folder = Path(tempfile.mkdtemp(prefix="ups-bench-prune-"))
     # warm up: the first sweep in a process pays for lazy imports (Lightning...), which would burden one arm only
@@ -111,10 +129,10 @@ def main() -> None:
     rows, raw = [], {}
     for seed in args.seeds:
         plain = run_arm(folder, args, seed, "none")
-        pruned = run_arm(folder, args, seed, args.pruner)
-        raw[seed] = {"none": plain, args.pruner: pruned}
         b = best(plain["trials"])
         target = b * (1 + args.tolerance)
+        pruned = run_arm(folder, args, seed, args.pruner, target=target)
+        raw[seed] = {"none": plain, args.pruner: pruned}
         c_plain, total_plain = compute_to(plain["trials"], target)
         c_pruned, total_pruned = compute_to(pruned["trials"], target)
         states = [t["state"] for t in pruned["trials"]]

@@ -57,3 +57,29 @@ def workspace(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def tiny_spec(tmp_path) -> Path:
     return write_tiny_spec(tmp_path)
+
+
+def subprocess_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment for a CLI subprocess: this workspace, and nothing another test's workspace left behind."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("WANDB_", "MLFLOW_", "UPS_")) and k != "MPLCONFIGDIR"
+    }
+    env.update(UPS_HOME=str(home), UPS_CONFIGS=str(ROOT / "configs"), **extra)
+    return env
+
+
+def mlflow_client(home: Path):
+    """A client of a workspace's MLflow (explicit: no process-global tracking URI)."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def mlflow_runs(home: Path, experiment: str) -> list:
+    """Runs of an experiment in a workspace's MLflow."""
+    client = mlflow_client(home)
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id]) if exp else []

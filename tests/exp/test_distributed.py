@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, write_tiny_spec
+from conftest import ROOT, mlflow_runs, subprocess_env, write_tiny_spec
 
 
 def test_cpu_ddp2_run_tracks_once_and_evaluates_every_sample(tmp_path):
     spec = write_tiny_spec(tmp_path, name="ddp", epochs=1)
-    env = {**os.environ, "UPS_HOME": str(tmp_path / "home"), "UPS_CONFIGS": str(ROOT / "configs")}
+    env = subprocess_env(tmp_path / "home")
     env.pop("UPS_RUN_ID", None)
 
     def run(*extra):
@@ -38,9 +37,6 @@ def test_cpu_ddp2_run_tracks_once_and_evaluates_every_sample(tmp_path):
         "test/persistence_nrmse_band_high",
     ):
         assert ddp[0]["metrics"][name] == pytest.approx(single["metrics"][name], rel=1e-9)
-    import mlflow
-
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["ddp"], output_format="list")
+    runs = mlflow_runs(tmp_path / "home", "ddp")
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     assert len(list((tmp_path / "home" / "runs").iterdir())) == 2

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import mlflow
 import numpy as np
 import pytest
+from conftest import mlflow_client
 
 from ups.exp.run import run_spec
 from ups.spec import SpecError
@@ -27,8 +27,7 @@ def test_per_task_metrics_exist_for_every_task(workspace, tmp_path):
     spec = tmp_path / "multi.yaml"
     spec.write_text(SPEC)
     result = run_spec(load_spec(spec), progress_bar=False)
-    mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow.db'}")
-    run = mlflow.get_run(result.run_id)
+    run = mlflow_client(workspace).get_run(result.run_id)
     tasks = ("burgers", "advection", "reacdiff")
     for split in ("val", "test"):
         for task in tasks:
@@ -36,7 +35,7 @@ def test_per_task_metrics_exist_for_every_task(workspace, tmp_path):
                 assert f"{split}/{task}/{name}" in run.data.metrics, (split, task, name)
         mean = np.mean([result.metrics[f"{split}/{t}/rollout_nrmse"] for t in tasks])
         assert result.metrics[f"{split}/rollout_nrmse"] == pytest.approx(mean)  # unweighted mean over tasks
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id)}
+    artifacts = {a.path for a in mlflow_client(workspace).list_artifacts(result.run_id)}
     assert "tasks_test.png" in artifacts
     assert run.data.params["data.tasks"]  # the resolved task list is logged
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,13 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, write_tiny_spec
+from conftest import ROOT, mlflow_runs, subprocess_env, write_tiny_spec
 
 EPOCHS = 8
 
 
 def _cli(spec: Path, home: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "UPS_HOME": str(home), "UPS_CONFIGS": str(ROOT / "configs"), "OMP_NUM_THREADS": "1"}
+    env = subprocess_env(home, OMP_NUM_THREADS="1")
     env.pop("UPS_RUN_ID", None)
     cmd = [
         sys.executable,
@@ -81,10 +80,7 @@ def test_sigterm_then_resume_matches_uninterrupted(tmp_path):
     for name, value in reference["metrics"].items():
         assert resumed["metrics"][name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
 
-    import mlflow
-
-    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["resumable"], output_format="list")
+    runs = mlflow_runs(home, "resumable")
     assert [r.info.run_id for r in runs] == [run_id] and runs[0].info.status == "FINISHED"
 
 

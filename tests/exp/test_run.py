@@ -6,14 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import mlflow_client, mlflow_runs
 
 from ups.exp.run import run_spec
 from ups.spec.load import load_spec
 
 
 def test_run_is_tracked_in_mlflow_and_wandb_with_one_identity(workspace, tiny_spec):
-    import mlflow
-
     result = run_spec(load_spec(tiny_spec), progress_bar=False)
     # beats persistence on one step after two tiny epochs is not guaranteed; metrics must exist and be finite
     for split in ("val", "test"):
@@ -21,8 +20,7 @@ def test_run_is_tracked_in_mlflow_and_wandb_with_one_identity(workspace, tiny_sp
             assert np.isfinite(result.metrics[f"{split}/{name}"])
             assert np.isfinite(result.metrics[f"{split}/persistence_{name}"])
 
-    mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["tiny"], output_format="list")
+    runs = mlflow_runs(workspace, "tiny")
     assert [r.info.run_id for r in runs] == [result.run_id]
     run = runs[0]
     assert run.info.status == "FINISHED"
@@ -39,7 +37,7 @@ def test_run_is_tracked_in_mlflow_and_wandb_with_one_identity(workspace, tiny_sp
     assert run.data.tags["wandb.run_id"] == result.run_id
     assert len(run.data.tags["ups.data_fingerprint"]) == 16
     assert run.data.tags["mlflow.source.git.commit"]
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id)}
+    artifacts = {a.path for a in mlflow_client(workspace).list_artifacts(result.run_id)}
     assert {"spec.yaml", "rollout_test.png", "error_growth_test.png", "checkpoints"} <= artifacts
     assert str(workspace / "mlartifacts") in run.info.artifact_uri
 
@@ -71,8 +69,5 @@ def test_a_pdebench_file_trains_through_data_path(workspace, tmp_path, tiny_spec
     resolved = load_spec(tiny_spec, [f"data.path={path}", "data.nu=null", "train.max_epochs=1"])
     result = run_spec(resolved, progress_bar=False)
     assert np.isfinite(result.metrics["test/rollout_nrmse"])
-    import mlflow
-
-    mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow.db'}")
-    run = mlflow.get_run(result.run_id)
+    run = mlflow_client(workspace).get_run(result.run_id)
     assert run.data.params["data.path"] == str(path)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import mlflow_client, mlflow_runs
 
 from ups.exp.sweep import SweepFailed, run_sweep
 from ups.spec import SpecError
@@ -54,8 +55,6 @@ def _study(workspace: Path, name: str) -> optuna.Study:
 
 
 def test_pruned_sweep_resumes_to_the_total_and_tracks_parent_and_children(workspace, tmp_path):
-    import mlflow
-
     spec = sweep_spec(tmp_path, name="prune", tracking="local", trials=5, epochs=4)
     first = run_sweep(load_spec(spec))
     assert first.trials["complete"] + first.trials["pruned"] == 5
@@ -70,8 +69,7 @@ def test_pruned_sweep_resumes_to_the_total_and_tracks_parent_and_children(worksp
     assert again.study == "prune" and again.trials["complete"] + again.trials["pruned"] == 7
     assert len(_study(workspace, "prune").trials) == 7
 
-    mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["prune"], output_format="list")
+    runs = mlflow_runs(workspace, "prune")
     parents = [r for r in runs if r.data.tags.get("ups.role") == "sweep"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
     assert len(parents) == 1 and len(children) == 7
@@ -83,7 +81,7 @@ def test_pruned_sweep_resumes_to_the_total_and_tracks_parent_and_children(worksp
         trial = by_run[child.info.run_id]
         assert trial.user_attrs["wandb_run_id"] == child.info.run_id
         assert float(child.data.params["train.lr"]) == pytest.approx(trial.params["train.lr"])
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(parents[0].info.run_id)}
+    artifacts = {a.path for a in mlflow_client(workspace).list_artifacts(parents[0].info.run_id)}
     assert "optimization_history.png" in artifacts
     assert not any((workspace.parent / "user_home").iterdir())
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import ROOT
+from conftest import ROOT, subprocess_env
 from test_sweep import sweep_spec
 
 from ups.exp.sweep import run_sweep
@@ -22,7 +22,7 @@ TERMINAL = {"COMPLETE", "PRUNED", "FAIL"}
 
 
 def _env(home: Path) -> dict:
-    env = {**os.environ, "UPS_HOME": str(home), "UPS_CONFIGS": str(ROOT / "configs"), "OMP_NUM_THREADS": "1"}
+    env = subprocess_env(home, OMP_NUM_THREADS="1")
     env.pop("UPS_RUN_ID", None)
     return env
 

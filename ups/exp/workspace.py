@@ -19,6 +19,9 @@ def default_mlflow_uri(home_dir: Path) -> str:
     return f"sqlite:///{home_dir / 'mlflow.db'}"
 
 
+_SET_BY_US: dict[str, str] = {}
+
+
 def contain_environment(home_dir: Path) -> None:
     """Point every tool's files into the workspace and keep them off the network (unless asked).
 
@@ -38,7 +41,10 @@ def contain_environment(home_dir: Path) -> None:
         "GIT_PYTHON_REFRESH": "quiet",
     }
     for key, value in defaults.items():
-        os.environ.setdefault(key, value)
+        # a value we set for an earlier workspace in this process is ours to replace; the user's is not
+        if key not in os.environ or os.environ[key] == _SET_BY_US.get(key):
+            os.environ[key] = value
+            _SET_BY_US[key] = value
 
 
 @dataclass
