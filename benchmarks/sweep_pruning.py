@@ -3,7 +3,7 @@
 For each sampler seed s, two sweeps of the same spec run side by side, each in its own workspace and study:
 an unpruned one (`sweep.pruner=none`) and a pruned one (`--pruner`, default `median`), both with TPE seeded
 with s. B is the best value of the unpruned sweep (minimizing `val/rollout_nrmse`). For each sweep, the compute
-to reach B is the number of epochs trained, summed over trials in trial-number order, up to and including the
+to reach the target is the number of epochs trained, summed over trials in trial-number order, up to and including the
 first COMPLETE trial whose value is <= B * (1 + tolerance); pruned trials never count as reaching it. A pruned
 sweep that has not reached the target after its trials is resumed for more (see `run_arm`), so that its compute
 is measured rather than bounded, but never beyond the compute of the whole unpruned sweep or twice its trials.
@@ -17,7 +17,7 @@ only against their own bracket, and TPE then models each bracket separately (its
 so the sampler is weakened; the median pruner compares every trial with all completed ones from
 `startup_trials` on.
 
-    .venv/bin/python benchmarks/sweep_pruning.py            # the full version (about 8 minutes on 2 cores)
+    .venv/bin/python benchmarks/sweep_pruning.py            # the full version (about 5 minutes on 2 cores)
     .venv/bin/python benchmarks/sweep_pruning.py --quick    # a smoke version (well under a minute)
 """
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -33,7 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("UPS_CONFIGS", str(ROOT / "configs"))
-os.environ.setdefault("UPS_HOME", tempfile.mkdtemp(prefix="ups-bench-"))  # before anything from ups
+WORK = Path(tempfile.mkdtemp(prefix="ups-bench-prune-"))  # every arm gets a fresh workspace below it
+os.environ["UPS_HOME"] = str(WORK / "home")  # before anything from ups is imported
 
 SPEC = """\
 name: bench-prune
@@ -116,13 +118,14 @@ def main() -> None:
         "--extend", type=int, default=4, help="trials added when the pruned sweep is continued"
     )
     parser.add_argument("--json", type=Path, help="also write the raw trials here")
+    parser.add_argument("--keep", action="store_true", help=f"keep the workspaces (under {WORK})")
     args = parser.parse_args()
     load = os.getloadavg()[0]  # other work on the machine skews wall times: say so
     if args.quick:
         args.seeds, args.trials, args.epochs, args.batches = args.seeds[:1], 6, 3, 4
         args.startup, args.warmup = 2, 1
 
-    folder = Path(tempfile.mkdtemp(prefix="ups-bench-prune-"))
+    folder = WORK
     # warm up: the first sweep in a process pays for lazy imports (Lightning...), which would burden one arm only
     tiny = argparse.Namespace(**{**vars(args), "trials": 1, "epochs": 1, "batches": 1, "startup": 1})
     run_arm(folder, tiny, 0, "none", tag="warmup-")
@@ -187,6 +190,9 @@ def main() -> None:
     )
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": raw}))
+
+    if not args.keep:
+        shutil.rmtree(WORK, ignore_errors=True)
 
 
 if __name__ == "__main__":

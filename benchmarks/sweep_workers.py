@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -23,7 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("UPS_CONFIGS", str(ROOT / "configs"))
-os.environ.setdefault("UPS_HOME", tempfile.mkdtemp(prefix="ups-bench-"))  # before anything from ups
+WORK = Path(tempfile.mkdtemp(prefix="ups-bench-workers-"))  # every arm gets a fresh workspace below it
+os.environ["UPS_HOME"] = str(WORK / "home")  # before anything from ups is imported
 
 SPEC = """\
 name: bench-workers
@@ -76,12 +78,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batches", type=int, default=20, help="train.batches_per_epoch (about 21 exist)")
     parser.add_argument("--repeats", type=int, default=2, help="pairs of arms, in alternating order")
+    parser.add_argument("--keep", action="store_true", help=f"keep the workspaces (under {WORK})")
     args = parser.parse_args()
     load = os.getloadavg()[0]  # other work on the machine skews wall times: say so
     if args.quick:
         args.trials, args.epochs, args.batches, args.repeats = 4, 2, 4, 1
 
-    folder = Path(tempfile.mkdtemp(prefix="ups-bench-workers-"))
+    folder = WORK
     # warm up: the first sweep in a process pays for lazy imports (Lightning...), which would burden one arm only
     run_arm(folder, argparse.Namespace(trials=1, epochs=1, batches=1), 1, tag="warmup-")
     rows, ratios = [], []
@@ -108,6 +111,9 @@ def main() -> None:
             f"| {r['trial_s']:.2f} | {r['span_s']:.1f} | {r['per_hour']:.0f} | {ratio} |"
         )
     print(f"\nThroughput ratio, 2 workers / 1 (median over repeats): **{statistics.median(ratios):.2f}x**")
+
+    if not args.keep:
+        shutil.rmtree(WORK, ignore_errors=True)
 
 
 if __name__ == "__main__":
