@@ -214,3 +214,15 @@ def test_optuna_dashboard_reads_the_study(workspace, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_completed_trials_report_once_per_epoch_and_resumes_do_not_repeat_parameters(workspace, tmp_path):
+    spec = sweep_spec(tmp_path, name="fresh", trials=3, epochs=2, pruner="median", sampler="random")
+    run_sweep(load_spec(spec, ["sweep.startup_trials=1", "sweep.warmup_epochs=0"]))
+    run_sweep(load_spec(spec, ["sweep.startup_trials=1", "sweep.warmup_epochs=0"]), trials=6)
+    trials = _study(workspace, "fresh").trials
+    for t in trials:
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert sorted(t.intermediate_values) == [0, 1], "one report per epoch, none after training"
+    first, resumed = [t.params for t in trials[:3]], [t.params for t in trials[3:6]]
+    assert not any(p in first for p in resumed), "a continued study must not redraw the first trials"

@@ -166,6 +166,8 @@ def run_spec(
             if trainer.interrupted:
                 raise RunInterrupted("training was interrupted")
             best = ckpt_cb.best_model_path or ckpt_cb.last_model_path
+            if trial is not None:  # training is over: the final validation must not report or prune again
+                trainer.callbacks = [c for c in trainer.callbacks if all(c is not t for t in trial.callbacks)]
             trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
             guard.check()
             if trial is None:

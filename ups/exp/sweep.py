@@ -159,7 +159,7 @@ def _spawn_worker(
         "sweep",
         str(resolved.path),
         *resolved.overrides,
-        f"hardware.num_threads={threads}",
+        *([] if resolved.spec.hardware.num_threads else [f"hardware.num_threads={threads}"]),
         "--study",
         name,
         "--storage",
@@ -178,21 +178,32 @@ def _work(
     resolved: ResolvedSpec, store, name: str, target: int, index: int, threads: int | None = None
 ) -> None:
     """One worker: optimize until the study holds `target` finished (or in-flight) trials."""
+    import torch
+
+    previous_threads = torch.get_num_threads()
+    if threads is not None and not resolved.spec.hardware.num_threads:  # the spec's own setting wins
+        torch.set_num_threads(threads)
+    try:
+        _optimize(resolved, store, name, target, index)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _optimize(resolved: ResolvedSpec, store, name: str, target: int, index: int) -> None:
     import optuna
 
     from ups.exp.objective import Objective
     from ups.exp.study import make_pruner, make_sampler
 
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
     cfg = resolved.spec.sweep
     grid = {p.key: p.grid() for p in resolved.search_space} if cfg.sampler == "grid" else None
+    existing = len(optuna.load_study(study_name=name, storage=store).get_trials(deepcopy=False))
+    # a fresh study with one worker draws the seed's sequence; a continued one (or worker k) must not repeat it
+    seed = cfg.seed + 10_007 * index + existing
     study = optuna.load_study(
         study_name=name,
         storage=store,
-        sampler=make_sampler(cfg, seed=cfg.seed + index, grid=grid),
+        sampler=make_sampler(cfg, seed=seed, grid=grid),
         pruner=make_pruner(cfg),
     )
     if isinstance(store, optuna.storages.RDBStorage):
