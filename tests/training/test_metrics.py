@@ -60,3 +60,15 @@ def test_rollout_errors_compound_but_one_step_does_not():
         steps, torch.tensor([1.01**h - 1 for h in range(1, 6)], dtype=steps.dtype), rtol=1e-4
     )
     assert out["nrmse"].mean().item() == pytest.approx(0.01, rel=1e-4)
+
+
+def test_per_sample_metric_selects_a_task():
+    from ups.training.metrics import per_sample_metric
+
+    per_sample = {
+        "rollout_steps": torch.tensor([[1.0, 3.0], [5.0, 7.0], [9.0, 11.0]]),
+        "task": torch.tensor([0, 1, 0]),
+    }
+    assert per_sample_metric(per_sample, "test/rollout_nrmse").tolist() == [2.0, 6.0, 10.0]
+    assert per_sample_metric(per_sample, "test/b/rollout_nrmse", ["a", "b"]).tolist() == [6.0]
+    assert per_sample_metric(per_sample, "test/a/rollout_nrmse@2", ["a", "b"]).tolist() == [3.0, 11.0]

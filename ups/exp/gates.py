@@ -32,7 +32,12 @@ def paired_improvement(candidate: np.ndarray, champion: np.ndarray, *, margin: f
 
 
 def evaluate_gates(
-    cfg: GatesConfig, candidate: dict, cand_samples: dict, champion: dict | None, champ_samples: dict | None
+    cfg: GatesConfig,
+    candidate: dict,
+    cand_samples: dict,
+    champion: dict | None,
+    champ_samples: dict | None,
+    task_names: list[str] | None = None,
 ) -> dict[str, Gate]:
     gates: dict[str, Gate] = {}
     for name, bound in cfg.thresholds.items():
@@ -57,8 +62,8 @@ def evaluate_gates(
         if champion is None:
             gates["beat_champion"] = Gate(None, True, "no champion yet")
         else:
-            c = per_sample_metric(cand_samples, cfg.champion_metric).numpy()
-            k = per_sample_metric(champ_samples, cfg.champion_metric).numpy()
+            c = per_sample_metric(cand_samples, cfg.champion_metric, task_names).numpy()
+            k = per_sample_metric(champ_samples, cfg.champion_metric, task_names).numpy()
             p = paired_improvement(c, k, margin=cfg.champion_margin)
             better = c.mean() <= (1 - cfg.champion_margin) * k.mean() and p < cfg.champion_p_value
             gates["beat_champion"] = Gate(

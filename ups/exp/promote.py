@@ -191,7 +191,14 @@ def promote(
             champ_config, champ_model = load_registered(f"models:/{name}@{alias}")
             champion, champ_samples = evaluate_split(champ_model, datamodule, cand_spec, "test")
             champion["data_fingerprint"] = champ_config.get("data_fingerprint")
-        gates = evaluate_gates(spec.registry.gates, cand_metrics, cand_samples, champion, champ_samples)
+        gates = evaluate_gates(
+            spec.registry.gates,
+            cand_metrics,
+            cand_samples,
+            champion,
+            champ_samples,
+            cand_spec.data.task_names(),
+        )
         passed = all(g.passed for g in gates.values())
         lines = [
             f"candidate: run {run.info.run_id} ({run.info.run_name}); test/rollout_nrmse {cand_metrics['test/rollout_nrmse']:.4g} vs persistence {cand_metrics['test/persistence_rollout_nrmse']:.4g}"
