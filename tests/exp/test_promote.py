@@ -42,6 +42,11 @@ def test_promote_sets_champion_and_rejects_a_worse_run(workspace, champion, caps
     assert str(client.get_model_version_by_alias("reg", "champion").version) == "1"
     card = client.get_model_version("reg", "1").description
     assert "test/rollout_nrmse" in card and "persistence" in card
+    # the promoted model is also a W&B artifact (offline) with the same alias
+    promote_runs = [
+        p for p in (workspace / "wandb").glob("offline-run-*/*.wandb") if b"promote-reg" in p.read_bytes()
+    ]
+    assert any(b"champion" in p.read_bytes() and b"weights.npz" in p.read_bytes() for p in promote_runs)
     tags = client.get_model_version("reg", "1").tags
     assert tags["ups.decision"] == "promoted" and tags["ups.study"] == "reg" and tags["ups.data_fingerprint"]
 
