@@ -17,6 +17,7 @@ import numpy as np
 
 from ups.data.burgers import burgers_initial_conditions
 from ups.data.pdebench import GeneratedData
+from ups.data.storage_grid import generate_on_storage_grid
 from ups.spec.errors import SpecError
 
 GENERATOR_VERSION = 1
@@ -71,37 +72,21 @@ def generate_advection(
             key="data.beta",
             got=beta,
         )
-    if num_points < 1 or solver_points % num_points:
-        raise SpecError(
-            f"must divide data.generator.solver_points={solver_points}", key="data.num_points", got=num_points
-        )
-    if num_trajectories < 1 or num_frames < 1 or not dt > 0:
-        got = {"num_trajectories": num_trajectories, "num_frames": num_frames, "dt": dt}
-        raise SpecError(
-            "`num_trajectories >= 1`, `num_frames >= 1` and `dt > 0` must hold", key="data", got=got
-        )
-    stride = solver_points // num_points
-    # Solver grid with the storage cell centres (i + ½)/X at every stride-th point.
-    x_solver = (np.arange(solver_points) + stride / 2) / solver_points  # (M,)
-    tensor = np.empty((num_trajectories, num_frames, num_points), dtype=np.float32)  # (N, T, X)
-    chunk = max(1, _CHUNK_VALUES // (num_frames * solver_points))
-    for start in range(0, num_trajectories, chunk):
-        rows = range(start, min(start + chunk, num_trajectories))
-        u0 = burgers_initial_conditions(x_solver, indices=rows, seed=seed)  # (n, M)
-        frames = solve_advection(u0, beta=beta, dt_save=dt, num_frames=num_frames)  # (n, T, M)
-        tensor[rows.start : rows.stop] = frames[:, :, ::stride]  # (n, T, X)
-    return GeneratedData(
-        tensor=tensor,
-        x=((np.arange(num_points) + 0.5) / num_points).astype(np.float32),
-        t=(np.arange(num_frames + 1) * dt).astype(np.float32),  # one more entry than frames, as PDEBench
+    return generate_on_storage_grid(
+        num_trajectories=num_trajectories,
+        num_points=num_points,
+        num_frames=num_frames,
+        dt=dt,
+        solver_points=solver_points,
+        chunk=max(1, _CHUNK_VALUES // (num_frames * solver_points)),
+        initial=lambda x, rows: burgers_initial_conditions(x, indices=rows, seed=seed),
+        solve=lambda u0: solve_advection(u0, beta=beta, dt_save=dt, num_frames=num_frames),
         attrs={
             "equation": "advection1d",
             "beta": float(beta),
             "solver": "exact-fourier-shift",
-            "solver_points": int(solver_points),
             "initial_condition": "pdebench-init_multi",
             "seed": int(seed),
-            "dt": float(dt),
             "generator_version": GENERATOR_VERSION,
         },
     )

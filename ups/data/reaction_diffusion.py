@@ -23,6 +23,7 @@ from ups.data.burgers import (
     burgers_initial_conditions,
 )
 from ups.data.pdebench import GeneratedData
+from ups.data.storage_grid import generate_on_storage_grid
 from ups.spec.errors import SpecError
 
 GENERATOR_VERSION = 1
@@ -123,39 +124,24 @@ def generate_reaction_diffusion(
         raise SpecError("the diffusion coefficient must be finite and > 0", key="data.nu", got=nu)
     if rho is None or not (math.isfinite(rho) and rho >= 0):
         raise SpecError("the reaction rate must be finite and >= 0", key="data.rho", got=rho)
-    if num_points < 1 or solver_points % num_points:
-        raise SpecError(
-            f"must divide data.generator.solver_points={solver_points}", key="data.num_points", got=num_points
-        )
-    if num_trajectories < 1 or num_frames < 1 or not dt > 0:
-        got = {"num_trajectories": num_trajectories, "num_frames": num_frames, "dt": dt}
-        raise SpecError(
-            "`num_trajectories >= 1`, `num_frames >= 1` and `dt > 0` must hold", key="data", got=got
-        )
-    stride = solver_points // num_points
-    # Solver grid with the storage cell centres (i + ½)/X at every stride-th point.
-    x_solver = (np.arange(solver_points) + stride / 2) / solver_points  # (M,)
-    tensor = np.empty((num_trajectories, num_frames, num_points), dtype=np.float32)  # (N, T, X)
-    for start in range(0, num_trajectories, _GENERATE_CHUNK):
-        rows = range(start, min(start + _GENERATE_CHUNK, num_trajectories))
-        u0 = reaction_diffusion_initial_conditions(x_solver, indices=rows, seed=seed)  # (n, M)
-        frames = solve_reaction_diffusion(
+    return generate_on_storage_grid(
+        num_trajectories=num_trajectories,
+        num_points=num_points,
+        num_frames=num_frames,
+        dt=dt,
+        solver_points=solver_points,
+        chunk=_GENERATE_CHUNK,
+        initial=lambda x, rows: reaction_diffusion_initial_conditions(x, indices=rows, seed=seed),
+        solve=lambda u0: solve_reaction_diffusion(
             u0, nu=nu, rho=rho, dt_save=dt, num_frames=num_frames, solver_points=solver_points
-        )  # (n, T, M)
-        tensor[rows.start : rows.stop] = frames[:, :, ::stride]  # (n, T, X)
-    return GeneratedData(
-        tensor=tensor,
-        x=((np.arange(num_points) + 0.5) / num_points).astype(np.float32),
-        t=(np.arange(num_frames + 1) * dt).astype(np.float32),  # one more entry than frames, as PDEBench
+        ),
         attrs={
             "equation": "reaction_diffusion1d",
             "Nu": float(nu),
             "rho": float(rho),
             "solver": "etdrk4-spectral",
-            "solver_points": int(solver_points),
             "initial_condition": "pdebench-init_multi-unit-interval",
             "seed": int(seed),
-            "dt": float(dt),
             "generator_version": GENERATOR_VERSION,
         },
     )
