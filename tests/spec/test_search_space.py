@@ -98,3 +98,16 @@ def test_conditional_parameters_follow_their_condition():
     adamw = suggest(optuna.trial.FixedTrial({"train.lr": 1e-3, "train.optimizer": "adamw"}), list(space), {})
     assert sgd == {"train.lr": 1e-3, "train.optimizer": "sgd", "train.momentum": 0.9}
     assert adamw == {"train.lr": 1e-3, "train.optimizer": "adamw"}
+
+
+def test_reduction_factor_is_checked_and_reaches_the_pruner():
+    with pytest.raises(SpecError, match=r"sweep.reduction_factor: must be >= 2 .*got 1"):
+        load_spec(BURGERS, ["sweep.pruner=successive_halving", "sweep.reduction_factor=1"])
+    from ups.exp.study import make_pruner
+
+    cfg = load_spec(BURGERS, ["sweep.pruner=successive_halving", "sweep.reduction_factor=3"]).spec.sweep
+    assert make_pruner(cfg)._reduction_factor == 3
+    cfg = load_spec(BURGERS, ["sweep.pruner=hyperband", "sweep.reduction_factor=5"]).spec.sweep
+    assert make_pruner(cfg)._reduction_factor == 5
+    default = load_spec(BURGERS, ["sweep.pruner=successive_halving"]).spec.sweep
+    assert make_pruner(default)._reduction_factor == 4  # Optuna's own default

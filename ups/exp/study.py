@@ -124,10 +124,10 @@ def make_pruner(cfg: SweepConfig) -> optuna.pruners.BasePruner:
         pruner = optuna.pruners.PercentilePruner(
             cfg.percentile, n_startup_trials=cfg.startup_trials, n_warmup_steps=cfg.warmup_epochs
         )
-    elif p == "hyperband":
-        pruner = optuna.pruners.HyperbandPruner(min_resource=max(1, cfg.warmup_epochs))
-    elif p == "successive_halving":
-        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, cfg.warmup_epochs))
+    elif p in ("hyperband", "successive_halving"):
+        cls = optuna.pruners.HyperbandPruner if p == "hyperband" else optuna.pruners.SuccessiveHalvingPruner
+        kw = {} if cfg.reduction_factor is None else {"reduction_factor": cfg.reduction_factor}
+        pruner = cls(min_resource=max(1, cfg.warmup_epochs), **kw)
     elif p == "threshold":
         upper = cfg.threshold if cfg.direction == "minimize" else None
         lower = cfg.threshold if cfg.direction == "maximize" else None

@@ -207,6 +207,8 @@ class SweepConfig:
     """Trials before median/percentile pruning (and TPE's model) start."""
     warmup_epochs: int = 1
     """Epochs of a trial before it may be pruned."""
+    reduction_factor: int | None = None
+    """`successive_halving`/`hyperband`: a rung keeps the best 1/reduction_factor; null: Optuna's (4 / 3)."""
     threshold: float | None = None
     """`threshold` pruner: prune when the metric exceeds this (NaN/inf always prune)."""
     wilcoxon_p: float = 0.1

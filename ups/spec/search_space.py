@@ -195,6 +195,12 @@ def check_sweep(
             cfg.sampler,
             "Use tpe, random, qmc or grid.",
         )
+    require(
+        cfg.reduction_factor is None or cfg.reduction_factor >= 2,
+        "sweep.reduction_factor",
+        "must be >= 2 (a rung keeps the best 1/reduction_factor of its trials)",
+        cfg.reduction_factor,
+    )
     if cfg.pruner == "threshold":
         require(
             cfg.threshold is not None,
