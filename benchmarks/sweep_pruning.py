@@ -1,23 +1,27 @@
 """Compute to reach a near-best value: a pruned sweep vs an unpruned one (median over sampler seeds).
 
-For each sampler seed s, two sweeps of the same spec run side by side, each in its own workspace and study:
-an unpruned one (`sweep.pruner=none`) and a pruned one (`--pruner`, default `median`), both with TPE seeded
-with s. B is the best value of the unpruned sweep (minimizing `val/rollout_nrmse`). For each sweep, the compute
-to reach the target is the number of epochs trained, summed over trials in trial-number order, up to and including the
-first COMPLETE trial whose value is <= B * (1 + tolerance); pruned trials never count as reaching it. A pruned
-sweep that has not reached the target after its trials is resumed for more (see `run_arm`), so that its compute
-is measured rather than bounded, but never beyond the compute of the whole unpruned sweep or twice its trials.
+For each sampler seed s, two sweeps of the same spec run one after the other, each in its own workspace and study:
+an unpruned one (`sweep.pruner=none`) and a pruned one (`--pruner`), both with the sampler seeded with s. B is the
+best value of the unpruned sweep (minimizing `val/rollout_nrmse`). For each sweep, the compute to reach the target
+is the number of epochs trained, summed over trials in trial-number order, up to and including the first COMPLETE
+trial whose value is <= B * (1 + tolerance); pruned trials never count as reaching it. A pruned sweep that has not
+reached the target after its trials is resumed for more (see `run_arm`), so that its compute is measured rather
+than bounded, but never beyond the compute of the whole unpruned sweep or `--max-factor` x its trials.
+
+Defaults (the configuration reported in docs/benchmarks.md): the random sampler, so both arms draw the very same
+parameters trial by trial and the only difference is the pruner; the wide search space `operator_tiny_wide`
+(four decades of learning rate, plain or momentum SGD, weight decay); 30 trials x 48 epochs; successive halving
+with its first rung after `--warmup` + 1 epochs and Optuna's reduction factor 4. `--sampler tpe --space
+operator_tiny` gives the earlier, narrow configuration (see docs/benchmarks.md for both).
 
 Epochs trained by a trial = the epoch steps (< max_epochs) it reported as Optuna intermediate values; an unpruned
 sweep reports none, so each of its trials counts max_epochs. (A trial also reports once more, at step
 max_epochs, from the final validation of its best checkpoint; that step is not an epoch and is not counted.)
 
-Why median rather than hyperband: with ~20 trials, Optuna's Hyperband splits the trials into brackets that prune
-only against their own bracket, and TPE then models each bracket separately (its startup trials per bracket),
-so the sampler is weakened; the median pruner compares every trial with all completed ones from
-`startup_trials` on.
+`pruning_replay.py` replays the same pruners on recorded learning curves, to choose a pruner or a trial length in
+seconds rather than real sweeps.
 
-    .venv/bin/python benchmarks/sweep_pruning.py            # the full version (about 5 minutes on 2 cores)
+    .venv/bin/python benchmarks/sweep_pruning.py            # the full version (about 15 minutes on 2 cores)
     .venv/bin/python benchmarks/sweep_pruning.py --quick    # a smoke version (well under a minute)
 """
 
@@ -45,9 +49,9 @@ model: operator_tiny
 train: {{max_epochs: {epochs}, batch_size: 32, unroll_steps: 2, batches_per_epoch: {batches}, deterministic: true}}
 eval: {{context_frames: 5, horizon: 10, report_horizons: [1, 5]}}
 hardware: {{num_threads: 1}}
-search_space: operator_tiny
+search_space: {space}
 tracking: none
-sweep: {{trials: {trials}, sampler: tpe, pruner: none, startup_trials: {startup}, warmup_epochs: {warmup}, seed: 0}}
+sweep: {{trials: {trials}, sampler: {sampler}, pruner: none, startup_trials: {startup}, warmup_epochs: {warmup}, percentile: {percentile}, reduction_factor: {reduction_factor}, seed: 0}}
 """
 
 
@@ -82,7 +86,7 @@ def run_arm(folder: Path, args, seed: int, pruner: str, tag: str = "", target: f
         if target is None:
             break
         reached, spent = compute_to(trials, target)
-        if reached is not None or spent >= args.trials * args.epochs or n >= 2 * args.trials:
+        if reached is not None or spent >= args.trials * args.epochs or n >= args.max_factor * args.trials:
             break
         n += args.extend
     return {"wall_s": wall, "trials": trials}
@@ -106,13 +110,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke version: 1 seed, 6 trials of 3 epochs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--pruner", default="median", choices=["median", "hyperband"])
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--epochs", type=int, default=16)
-    parser.add_argument("--batches", type=int, default=10, help="train.batches_per_epoch (about 21 exist)")
-    parser.add_argument("--trajectories", type=int, default=48)
-    parser.add_argument("--startup", type=int, default=2, help="sweep.startup_trials (TPE and median pruner)")
-    parser.add_argument("--warmup", type=int, default=4, help="sweep.warmup_epochs (hyperband: min_resource)")
+    parser.add_argument(
+        "--pruner",
+        default="successive_halving",
+        choices=["median", "percentile", "hyperband", "successive_halving"],
+    )
+    parser.add_argument("--sampler", default="random", choices=["tpe", "random", "qmc"])
+    parser.add_argument("--space", default="operator_tiny_wide", help="a search space in search_spaces/")
+    parser.add_argument("--percentile", type=float, default=25.0)
+    parser.add_argument("--reduction-factor", default="null", help="successive_halving/hyperband rung size")
+    parser.add_argument("--max-factor", type=float, default=2.0, help="pruned sweep: at most this x trials")
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=48)
+    parser.add_argument("--batches", type=int, default=10, help="train.batches_per_epoch")
+    parser.add_argument("--trajectories", type=int, default=192)
+    parser.add_argument(
+        "--startup", type=int, default=2, help="sweep.startup_trials (TPE; median/percentile pruners)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=3,
+        help="sweep.warmup_epochs (successive halving, hyperband: min_resource)",
+    )
     parser.add_argument("--tolerance", type=float, default=0.02)
     parser.add_argument(
         "--extend", type=int, default=4, help="trials added when the pruned sweep is continued"
@@ -156,7 +176,7 @@ def main() -> None:
         )
 
     print(
-        f"\nTPE, {args.trials} trials x {args.epochs} epochs x {args.batches} batches, pruner {args.pruner} "
+        f"\n{args.sampler} sampler, {args.space} space, {args.trials} trials x {args.epochs} epochs x {args.batches} batches, pruner {args.pruner} "
         f"(startup_trials {args.startup}, warmup_epochs {args.warmup}); target: B x {1 + args.tolerance:g}; "
         f"{os.cpu_count()} CPUs, 1-min load average before / after: {load:.2f} / {os.getloadavg()[0]:.2f}\n"
     )
