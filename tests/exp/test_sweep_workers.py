@@ -43,6 +43,8 @@ def test_two_workers_share_one_study_without_duplicates(workspace, tmp_path):
     _check_accounted(study, 6)
     assert result.trials["complete"] >= 6
     assert len(study.trials) <= 6 + 1  # overshoot is bounded by workers - 1
+    workers = {t.user_attrs["worker"] for t in study.trials}  # host:pid of the process that ran it
+    assert 1 <= len(workers) <= 2 and all(w.split(":")[-1].isdigit() for w in workers), workers
 
 
 def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path):

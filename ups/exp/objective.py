@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 
 import lightning.pytorch as L
 import optuna
@@ -52,6 +54,7 @@ class Objective:
         from ups.training.operator_module import NonFiniteLossError
 
         cfg = self.resolved.spec.sweep
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it (status, debugging)
         params = suggest(trial, list(self.resolved.search_space or ()), self.base)
         try:
             spec = trial_spec(self.resolved, params)
