@@ -54,7 +54,7 @@ class Objective:
         from ups.training.operator_module import NonFiniteLossError
 
         cfg = self.resolved.spec.sweep
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it (status, debugging)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which process ran it
         params = suggest(trial, list(self.resolved.search_space or ()), self.base)
         try:
             spec = trial_spec(self.resolved, params)
