@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import tempfile
 from pathlib import Path
@@ -78,6 +79,7 @@ def record(args) -> None:
         for t in study.trials
     ]
     args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "trials": rows}))
+    shutil.rmtree(home, ignore_errors=True)
     print(f"{len(rows)} trials -> {args.out}")
 
 

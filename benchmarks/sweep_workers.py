@@ -8,7 +8,7 @@ inside the measured wall time; this process has already imported everything befo
 
 Wall time = the `run_sweep` call; trials/hour = finished trials / wall time.
 
-    .venv/bin/python benchmarks/sweep_workers.py            # the full version (about 4 minutes on 2 cores)
+    .venv/bin/python benchmarks/sweep_workers.py            # the full version (about 10 minutes on 2 cores)
     .venv/bin/python benchmarks/sweep_workers.py --quick    # a smoke version (well under a minute)
 """
 
@@ -74,10 +74,10 @@ def run_arm(folder: Path, args, workers: int, tag: str = "") -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke version: 4 trials of 2 epochs")
-    parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--trials", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--batches", type=int, default=20, help="train.batches_per_epoch (about 21 exist)")
-    parser.add_argument("--repeats", type=int, default=2, help="pairs of arms, in alternating order")
+    parser.add_argument("--repeats", type=int, default=3, help="pairs of arms, in alternating order")
     parser.add_argument("--keep", action="store_true", help=f"keep the workspaces (under {WORK})")
     args = parser.parse_args()
     load = os.getloadavg()[0]  # other work on the machine skews wall times: say so
