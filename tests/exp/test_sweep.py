@@ -83,6 +83,9 @@ def test_pruned_sweep_resumes_to_the_total_and_tracks_parent_and_children(worksp
         assert float(child.data.params["train.lr"]) == pytest.approx(trial.params["train.lr"])
     artifacts = {a.path for a in mlflow_client(workspace).list_artifacts(parents[0].info.run_id)}
     assert "optimization_history.png" in artifacts
+    complete = next(r for r in children if r.data.tags["ups.trial_state"] == "COMPLETE")
+    kept = {a.path for a in mlflow_client(workspace).list_artifacts(complete.info.run_id)}
+    assert "spec.yaml" in kept and "rollout_val.png" not in kept  # no per-trial plots unless asked
     assert not any((workspace.parent / "user_home").iterdir())
 
 
@@ -226,3 +229,11 @@ def test_completed_trials_report_once_per_epoch_and_resumes_do_not_repeat_parame
             assert sorted(t.intermediate_values) == [0, 1], "one report per epoch, none after training"
     first, resumed = [t.params for t in trials[:3]], [t.params for t in trials[3:6]]
     assert not any(p in first for p in resumed), "a continued study must not redraw the first trials"
+
+
+def test_trial_plots_on_request(workspace, tmp_path):
+    spec = sweep_spec(tmp_path, name="plots", tracking="local", trials=1, epochs=1, pruner="none")
+    run_sweep(load_spec(spec, ["sweep.trial_plots=true"]))
+    child = next(r for r in mlflow_runs(workspace, "plots") if r.data.tags.get("mlflow.parentRunId"))
+    kept = {a.path for a in mlflow_client(workspace).list_artifacts(child.info.run_id)}
+    assert {"spec.yaml", "rollout_val.png", "error_growth_val.png"} <= kept

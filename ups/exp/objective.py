@@ -76,7 +76,13 @@ class Objective:
             trial.set_user_attr("wandb_run_id", run_id if spec.spec.tracking.wandb.enabled else None)
 
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # one line per trial is enough
-        hooks = TrialHooks(callbacks=callbacks, tags=tags, wandb_group=self.study_name, on_start=started)
+        hooks = TrialHooks(
+            callbacks=callbacks,
+            tags=tags,
+            wandb_group=self.study_name,
+            on_start=started,
+            plots=cfg.trial_plots,
+        )
         try:
             result = run_spec(spec, progress_bar=False, trial=hooks)
         except optuna.TrialPruned:

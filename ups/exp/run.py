@@ -33,6 +33,8 @@ class TrialHooks:
     wandb_group: str | None = None
     on_start: Callable[[str], None] | None = None
     """Called with the run id as soon as it exists (so even failed trials point at their run)."""
+    plots: bool = False
+    """Draw the rollout/error-growth plots for this trial (`sweep.trial_plots`); the spec and metrics always go."""
 
 
 @dataclass
@@ -123,7 +125,6 @@ def run_spec(
 
     from ups.data.datamodule import PDEDataModule
     from ups.data.source import combined_fingerprint, load_sources
-    from ups.exp.report import plot_error_growth, plot_rollout, plot_task_bars
     from ups.exp.tracking import base_tags, start_tracking
     from ups.spec.redact import redact
     from ups.training.operator_module import OperatorModule
@@ -196,23 +197,11 @@ def run_spec(
         spec_yaml = artifacts / "spec.yaml"
         spec_yaml.write_text(resolved.to_yaml())
         split = "test" if "test" in module.last_eval else "val"
-        shown = module.last_eval[split]
-        example_pred, example_true = (t[0, :, 0].numpy() for t in shown["example"])  # (T, X)
-        plots = [
-            plot_rollout(
-                example_pred,
-                example_true,
-                context_frames=spec.eval.context_frames,
-                path=artifacts / f"rollout_{split}.png",
-            ),
-            plot_error_growth(
-                shown["per_sample"]["rollout_steps"].numpy(),
-                shown["per_sample"]["persistence_rollout_steps"].numpy(),
-                path=artifacts / f"error_growth_{split}.png",
-            ),
-        ]
-        if spec.data.tasks:
-            plots.append(plot_task_bars(metrics, split=split, path=artifacts / f"tasks_{split}.png"))
+        plots = (
+            _plots(spec, metrics, module.last_eval[split], split, artifacts)
+            if trial is None or trial.plots
+            else []
+        )
         session.log_metrics({"wall_time_s": wall, "epochs": trainer.current_epoch, **extras})
         for path in (spec_yaml, *plots):
             session.log_artifact(path)
@@ -228,6 +217,28 @@ def run_spec(
     if rank != 0:
         return None
     return RunResult(session.run_id, spec.name, metrics, best, wall, where, extras)
+
+
+def _plots(spec, metrics: dict[str, float], shown: dict, split: str, artifacts: Path) -> list[Path]:
+    from ups.exp.report import plot_error_growth, plot_rollout, plot_task_bars
+
+    example_pred, example_true = (t[0, :, 0].numpy() for t in shown["example"])  # (T, X)
+    plots = [
+        plot_rollout(
+            example_pred,
+            example_true,
+            context_frames=spec.eval.context_frames,
+            path=artifacts / f"rollout_{split}.png",
+        ),
+        plot_error_growth(
+            shown["per_sample"]["rollout_steps"].numpy(),
+            shown["per_sample"]["persistence_rollout_steps"].numpy(),
+            path=artifacts / f"error_growth_{split}.png",
+        ),
+    ]
+    if spec.data.tasks:
+        plots.append(plot_task_bars(metrics, split=split, path=artifacts / f"tasks_{split}.png"))
+    return plots
 
 
 def _model_extras(model, datamodule) -> dict[str, float]:

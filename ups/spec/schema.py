@@ -222,6 +222,8 @@ class SweepConfig:
     """One `minimize`/`maximize` per objective."""
     max_failures: int = 5
     """Stop the sweep once the study holds this many failed trials."""
+    trial_plots: bool = False
+    """Draw each trial's rollout/error-growth plots (about 0.6 s a trial); the spec and metrics are always kept."""
     seed: int = 0
     """Sampler seed (worker k of a `--workers` run uses seed + k)."""
     storage: str | None = None
