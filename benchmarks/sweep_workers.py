@@ -8,7 +8,7 @@ inside the measured wall time; this process has already imported everything befo
 
 Wall time = the `run_sweep` call; trials/hour = finished trials / wall time.
 
-    .venv/bin/python benchmarks/sweep_workers.py            # the full version (about 10 minutes on 2 cores)
+    .venv/bin/python benchmarks/sweep_workers.py            # the full version (about 9 minutes on 2 cores)
     .venv/bin/python benchmarks/sweep_workers.py --quick    # a smoke version (well under a minute)
 """
 

@@ -31,6 +31,7 @@ _NOT_COMPARED = {
     ("sweep", "heartbeat_seconds"),
     ("sweep", "grace_seconds"),
     ("sweep", "max_retries"),
+    ("sweep", "trial_plots"),
     ("tracking",),
     ("hardware",),
 }
