@@ -29,23 +29,13 @@ import os
 import random
 import shutil
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-SPEC = """\
-name: bench-curves
-seed: 0
-data: {{from: burgers1d, num_trajectories: {trajectories}, num_points: 64, num_frames: 21, generator: {{solver_points: 128}}}}
-model: operator_tiny
-train: {{max_epochs: {epochs}, batch_size: 32, unroll_steps: 2, batches_per_epoch: {batches}, deterministic: true}}
-eval: {{context_frames: 5, horizon: 10, report_horizons: [1, 5]}}
-hardware: {{num_threads: 1}}
-search_space: {space}
-tracking: none
-sweep: {{trials: {trials}, sampler: random, pruner: threshold, threshold: 1.0e9, seed: {seed}, max_failures: 1000}}
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sweep_pruning import SPEC  # noqa: E402  (the same trials as the pruning benchmark)
 
 CONFIGS = [
     *[("median", {"startup": 2, "warmup": w}) for w in (1, 2, 4)],
@@ -65,8 +55,16 @@ def record(args) -> None:
     from ups.spec.load import load_spec
 
     spec = home / "bench-curves.yaml"
-    spec.write_text(SPEC.format(**vars(args)))
-    result = run_sweep(load_spec(spec, []))
+    fields = {"sampler": "random", "startup": 0, "warmup": 0, "percentile": 25.0, "reduction_factor": "null"}
+    spec.write_text(SPEC.format(**vars(args), **fields))
+    # every trial trains to the end and reports each epoch: a threshold pruner that never fires
+    never = [
+        "sweep.pruner=threshold",
+        "sweep.threshold=1.0e9",
+        "sweep.max_failures=1000",
+        f"sweep.seed={args.seed}",
+    ]
+    result = run_sweep(load_spec(spec, never))
     study = optuna.load_study(study_name=result.study, storage=f"sqlite:///{home / 'optuna.db'}")
     rows = [
         {

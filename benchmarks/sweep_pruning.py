@@ -37,9 +37,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("UPS_CONFIGS", str(ROOT / "configs"))
-WORK = Path(tempfile.mkdtemp(prefix="ups-bench-prune-"))  # every arm gets a fresh workspace below it
-os.environ["UPS_HOME"] = str(WORK / "home")  # before anything from ups is imported
 
 SPEC = """\
 name: bench-prune
@@ -138,14 +135,15 @@ def main() -> None:
         "--extend", type=int, default=4, help="trials added when the pruned sweep is continued"
     )
     parser.add_argument("--json", type=Path, help="also write the raw trials here")
-    parser.add_argument("--keep", action="store_true", help=f"keep the workspaces (under {WORK})")
+    parser.add_argument("--keep", action="store_true", help="keep the workspaces (their folder is printed)")
     args = parser.parse_args()
     load = os.getloadavg()[0]  # other work on the machine skews wall times: say so
     if args.quick:
         args.seeds, args.trials, args.epochs, args.batches = args.seeds[:1], 6, 3, 4
         args.startup, args.warmup = 2, 1
 
-    folder = WORK
+    os.environ.setdefault("UPS_CONFIGS", str(ROOT / "configs"))
+    folder = Path(tempfile.mkdtemp(prefix="ups-bench-prune-"))  # every arm gets a fresh workspace below it
     # warm up: the first sweep in a process pays for lazy imports (Lightning...), which would burden one arm only
     tiny = argparse.Namespace(**{**vars(args), "trials": 1, "epochs": 1, "batches": 1, "startup": 1})
     run_arm(folder, tiny, 0, "none", tag="warmup-")
@@ -212,7 +210,9 @@ def main() -> None:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": raw}))
 
     if not args.keep:
-        shutil.rmtree(WORK, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        print(f"workspaces kept in {folder}")
 
 
 if __name__ == "__main__":
