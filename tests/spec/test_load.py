@@ -174,3 +174,27 @@ def test_docs_list_every_spec_key():
     keys = flatten_tree(load_spec(BURGERS).to_dict())
     missing = [k for k in keys if f"`{k}`" not in doc]
     assert not missing, f"docs/specs.md does not document {missing}"
+
+
+def test_schema_defaults_are_pinned_so_spec_hashes_stay_honest():
+    """Spec hashes (`--resume`, a study's comparable hash) skip values at their defaults, so adding a key never
+    breaks continuing a run or a study. The price: changing a default must change every hash. If this fails:
+    - you only added keys (defaults that keep the old behaviour): update the pinned digest;
+    - you changed what a default means: also bump `ups.spec.load.DEFAULTS_EPOCH`."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from ups.spec.load import DEFAULTS_EPOCH
+    from ups.spec.schema import Spec
+
+    blob = json.dumps(dataclasses.asdict(Spec(name="x")), sort_keys=True, default=str)
+    assert (hashlib.sha256(blob.encode()).hexdigest()[:16], DEFAULTS_EPOCH) == ("9eba9bc5f3c8f047", 1)
+
+
+def test_a_key_at_its_default_does_not_enter_the_spec_hash():
+    base = load_spec(BURGERS)
+    assert load_spec(BURGERS, ["sweep.reduction_factor=null"]).fingerprint() == base.fingerprint()
+    assert load_spec(BURGERS, ["train.lr=0.001"]).fingerprint() == base.fingerprint()  # the default lr
+    assert load_spec(BURGERS, ["sweep.reduction_factor=3"]).fingerprint() != base.fingerprint()
+    assert load_spec(BURGERS, ["train.lr=0.002"]).fingerprint() != base.fingerprint()

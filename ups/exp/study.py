@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 
 from ups.spec.errors import SpecError
-from ups.spec.load import ResolvedSpec
+from ups.spec.load import DEFAULTS_EPOCH, ResolvedSpec
 from ups.spec.redact import redact
 from ups.spec.schema import SweepConfig
 
@@ -39,14 +39,14 @@ _NOT_COMPARED = {
 
 def comparable_hash(resolved: ResolvedSpec) -> str:
     """Hash of everything that decides what a trial measures: the spec (minus budget/tracking/hardware) and the space."""
-    data = resolved.to_dict()
+    data = resolved.non_default_dict()  # a key added later, at its default, leaves the hash unchanged
     for path in _NOT_COMPARED:
         node = data
         for part in path[:-1]:
-            node = node[part]
+            node = node.get(part, {})
         node.pop(path[-1], None)
     space = resolved.search_space_file.read_text() if resolved.search_space_file else ""
-    blob = json.dumps({"spec": data, "space": space}, sort_keys=True, default=str)
+    blob = json.dumps({"defaults": DEFAULTS_EPOCH, "spec": data, "space": space}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

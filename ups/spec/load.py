@@ -55,9 +55,20 @@ class ResolvedSpec:
         return "\n".join(header) + "\n" + body
 
     def fingerprint(self) -> str:
-        """Stable hash of the resolved spec: same hash ⇔ same experiment (used by `--resume`)."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """Stable hash of the resolved spec: same hash ⇔ same experiment (used by `--resume`).
+
+        Only values that differ from the schema's defaults enter it, so a new version of ups that adds a key (at a
+        default that keeps the old behaviour) leaves the hashes of existing runs and studies unchanged; changing a
+        default bumps `DEFAULTS_EPOCH`, which changes them all (a test pins the defaults to enforce that).
+        """
+        canonical = json.dumps(
+            {"defaults": DEFAULTS_EPOCH, "spec": self.non_default_dict()}, sort_keys=True, default=str
+        )
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def non_default_dict(self) -> dict[str, Any]:
+        """The resolved spec without the values that equal their schema default (nested blocks included)."""
+        return _non_default(self.spec)
 
 
 def configs_dir(spec_path: Path) -> Path:
@@ -338,6 +349,32 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         search_space=tuple(params) if params is not None else None,
         search_space_file=space_file,
     )
+
+
+DEFAULTS_EPOCH = 1
+"""Part of every spec hash. Bump it when a schema default changes meaning (tests/spec/test_load.py pins them)."""
+
+
+def _non_default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        out = {}
+        for f in dataclasses.fields(value):
+            v = getattr(value, f.name)
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                out[f.name] = _non_default(v)  # required: always part of it
+                continue
+            if v != default:
+                out[f.name] = _non_default(v)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_non_default(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _non_default(v) for k, v in value.items()}
+    return value
 
 
 def _load_search_space(spec: Spec, configs: Path, source) -> tuple[list[Param] | None, Path | None]:
