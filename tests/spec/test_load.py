@@ -180,13 +180,12 @@ def test_schema_defaults_are_pinned_so_spec_hashes_stay_honest():
     """Spec hashes (`--resume`, a study's comparable hash) skip values at their defaults, so adding a key never
     breaks continuing a run or a study. The price: changing a default must change every hash. If this fails:
     - you only added keys (defaults that keep the old behaviour): update the pinned digest;
-    - you changed what a default means: also bump `ups.spec.load.DEFAULTS_EPOCH`."""
+    - you changed what a default means: also bump `ups.spec.schema.DEFAULTS_EPOCH`."""
     import dataclasses
     import hashlib
     import json
 
-    from ups.spec.load import DEFAULTS_EPOCH
-    from ups.spec.schema import Spec
+    from ups.spec.schema import DEFAULTS_EPOCH, Spec
 
     blob = json.dumps(dataclasses.asdict(Spec(name="x")), sort_keys=True, default=str)
     assert (hashlib.sha256(blob.encode()).hexdigest()[:16], DEFAULTS_EPOCH) == ("9eba9bc5f3c8f047", 1)

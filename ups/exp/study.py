@@ -17,9 +17,9 @@ from typing import Any
 import optuna
 
 from ups.spec.errors import SpecError
-from ups.spec.load import DEFAULTS_EPOCH, ResolvedSpec
+from ups.spec.load import ResolvedSpec
 from ups.spec.redact import redact
-from ups.spec.schema import SweepConfig
+from ups.spec.schema import DEFAULTS_EPOCH, SweepConfig
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from omegaconf.errors import (
 from ups.spec.checks import check_spec
 from ups.spec.errors import SpecError, did_you_mean
 from ups.spec.redact import redact, redact_tree
-from ups.spec.schema import BLOCK_GROUPS, DEFAULT_BLOCKS, Spec
+from ups.spec.schema import BLOCK_GROUPS, DEFAULT_BLOCKS, DEFAULTS_EPOCH, Spec, non_default
 from ups.spec.search_space import Param, check_sweep, parse_search_space, search_spaces_dir
 
 COMMAND_LINE = "command line"
@@ -68,7 +68,7 @@ class ResolvedSpec:
 
     def non_default_dict(self) -> dict[str, Any]:
         """The resolved spec without the values that equal their schema default (nested blocks included)."""
-        return _non_default(self.spec)
+        return non_default(self.spec)
 
 
 def configs_dir(spec_path: Path) -> Path:
@@ -349,32 +349,6 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         search_space=tuple(params) if params is not None else None,
         search_space_file=space_file,
     )
-
-
-DEFAULTS_EPOCH = 1
-"""Part of every spec hash. Bump it when a schema default changes meaning (tests/spec/test_load.py pins them)."""
-
-
-def _non_default(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        out = {}
-        for f in dataclasses.fields(value):
-            v = getattr(value, f.name)
-            if f.default is not dataclasses.MISSING:
-                default = f.default
-            elif f.default_factory is not dataclasses.MISSING:
-                default = f.default_factory()
-            else:
-                out[f.name] = _non_default(v)  # required: always part of it
-                continue
-            if v != default:
-                out[f.name] = _non_default(v)
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_non_default(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _non_default(v) for k, v in value.items()}
-    return value
 
 
 def _load_search_space(spec: Spec, configs: Path, source) -> tuple[list[Param] | None, Path | None]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from ups.models.config import OperatorConfig
 
@@ -279,3 +280,30 @@ class Spec:
     """A file in `search_spaces/` (name without .yaml) used by `ups-exp sweep`."""
     sweep: SweepConfig = field(default_factory=SweepConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+
+
+DEFAULTS_EPOCH = 1
+"""Part of every spec hash. Bump it when a schema default changes meaning (tests/spec/test_load.py pins them)."""
+
+
+def non_default(value: Any) -> Any:
+    """`value` (a schema dataclass, recursively) without the fields that equal their default."""
+    if dataclasses.is_dataclass(value):
+        out = {}
+        for f in dataclasses.fields(value):
+            v = getattr(value, f.name)
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                out[f.name] = non_default(v)  # required: always part of it
+                continue
+            if v != default:
+                out[f.name] = non_default(v)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [non_default(v) for v in value]
+    if isinstance(value, dict):
+        return {k: non_default(v) for k, v in value.items()}
+    return value
