@@ -10,13 +10,12 @@ K = M//2 + 1 Fourier modes, B a batch of trajectories.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 from ups.data.pdebench import GeneratedData
+from ups.data.spectral import etdrk4_step, solver_threads, step_coefficients, upsample
 from ups.data.storage_grid import generate_on_storage_grid
 from ups.spec.errors import SpecError
 
@@ -30,7 +29,6 @@ _CFL = 2.0
 the scheme stays stable up to about 6). Measured at ν=0.01, M=512: for sin 2πx the step error is ~1e-8; on
 PDEBench ICs it is ≤3e-4 in the first frames and 1e-5 later, below the 512-point spatial error there
 (1.7e-3 and 2e-4 against M=2048), so smaller steps would buy nothing."""
-_CONTOUR_POINTS = 32
 _BATCH = 256  # trajectories per solve: the cost is mostly per op, so larger batches amortise it
 _GENERATE_CHUNK = 256  # bounds the float64 frames held before they are strided and stored as float32
 
@@ -103,10 +101,10 @@ def solve_burgers(
 
     # One thread: at these sizes the cost is per op, and intra-op threads mostly synchronise (and stall when
     # the cores are shared: 10-20x slower, measured). Subnormals from decaying modes would slow the FFTs.
-    with _solver_threads():
+    with solver_threads():
         for start in range(0, n, _BATCH):
             u = torch.from_numpy(u0[start : start + _BATCH])  # (B, X)
-            v = _upsample(u, solver_points)  # (B, K)
+            v = upsample(u, solver_points)  # (B, K)
             for frame in range(1, num_frames):
                 v, u = solver.advance(v, dt_save)  # (B, K), (B, M)
                 out[start : start + _BATCH, frame] = u[:, ::stride].numpy()
@@ -183,56 +181,18 @@ class _SpectralBurgers:
             rows = torch.from_numpy(np.flatnonzero(steps == num_steps))
             sub = v if rows.numel() == len(steps) else v[rows]  # (b, K)
             for _ in range(num_steps):
-                sub = self._step(sub, self._coefficients_for(int(num_steps), dt))
+                sub = etdrk4_step(sub, self._coefficients_for(int(num_steps), dt), self.squared)
             if rows.numel() == len(steps):
                 v = sub
             else:
                 v[rows] = sub
         return v, torch.fft.irfft(v, n=self.num_points, norm="forward")
 
-    def _step(self, v: torch.Tensor, coefficients: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        # Cox & Matthews' ETDRK4 with every coefficient multiplied through by the flux: fewer, larger ops,
-        # which is what counts at these sizes (the cost is per op, not per element).
-        e, e2, q, f1, f2, f3 = coefficients
-        e2v = e2 * v
-        sv = self.squared(v)
-        a = torch.addcmul(e2v, q, sv)
-        sa = self.squared(a)
-        b = torch.addcmul(e2v, q, sa)
-        sb = self.squared(b)
-        c = torch.addcmul(e2 * a, q, sb.mul(2).sub_(sv))
-        sc = self.squared(c)
-        out = torch.addcmul(e * v, f1, sv)
-        out.addcmul_(f2, sa.add_(sb))  # f2 includes the factor 2
-        return out.addcmul_(f3, sc)
-
     def _coefficients_for(self, num_steps: int, dt: float) -> tuple[torch.Tensor, ...]:
         key = (num_steps, dt)
         if key not in self._coefficients:
-            e, e2, q, f1, f2, f3 = _etdrk4_coefficients(self.linear, dt / num_steps)
-            self._coefficients[key] = tuple(  # all complex128, for addcmul
-                c.to(torch.complex128)
-                for c in (e, e2, q * self.flux, f1 * self.flux, 2 * f2 * self.flux, f3 * self.flux)
-            )
+            self._coefficients[key] = step_coefficients(self.linear, dt / num_steps, self.flux)
         return self._coefficients[key]
-
-
-def _etdrk4_coefficients(linear: torch.Tensor, h: float) -> tuple[torch.Tensor, ...]:
-    """Kassam & Trefethen (2005): φ-functions as means over a circle around each h·L, avoiding cancellation."""
-    roots = torch.exp(
-        1j * math.pi * (torch.arange(1, _CONTOUR_POINTS + 1, dtype=torch.float64) - 0.5) / _CONTOUR_POINTS
-    )
-    lr = h * linear[:, None] + roots[None, :]  # (K, P) complex128
-    exp_lr = torch.exp(lr)
-
-    def mean(z: torch.Tensor) -> torch.Tensor:
-        return h * z.mean(dim=1).real  # (K,)
-
-    q = mean((torch.exp(lr / 2) - 1) / lr)
-    f1 = mean((-4 - lr + exp_lr * (4 - 3 * lr + lr**2)) / lr**3)
-    f2 = mean((2 + lr + exp_lr * (lr - 2)) / lr**3)
-    f3 = mean((-4 - 3 * lr - lr**2 + exp_lr * (4 - lr)) / lr**3)
-    return torch.exp(h * linear), torch.exp(h * linear / 2), q, f1, f2, f3
 
 
 def _ladder_ceil(n: int) -> int:
@@ -241,27 +201,3 @@ def _ladder_ceil(n: int) -> int:
     while n > 8 * scale:
         scale *= 2
     return max(1, scale * math.ceil(n / scale))
-
-
-def _upsample(u: torch.Tensor, num_points: int) -> torch.Tensor:
-    """Fourier coefficients (forward-normalised) of the trigonometric interpolant of u, for a grid of num_points."""
-    coefficients = torch.fft.rfft(u, norm="forward")  # (B, X//2 + 1)
-    size = u.shape[-1]
-    if num_points > size and size % 2 == 0:
-        coefficients[:, -1] *= 0.5  # the Nyquist mode stands for e^{+iπXx} and e^{-iπXx} alike: split it
-    padded = coefficients.new_zeros(u.shape[0], num_points // 2 + 1)  # (B, K)
-    padded[:, : coefficients.shape[-1]] = coefficients
-    return padded
-
-
-@contextmanager
-def _solver_threads() -> Iterator[None]:
-    """One intra-op thread, subnormals flushed; torch has no getter for the (default off) flush flag."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
-        torch.set_num_threads(previous)

@@ -16,13 +16,9 @@ import math
 import numpy as np
 import torch
 
-from ups.data.burgers import (
-    _etdrk4_coefficients,
-    _solver_threads,
-    _upsample,
-    burgers_initial_conditions,
-)
+from ups.data.burgers import burgers_initial_conditions
 from ups.data.pdebench import GeneratedData
+from ups.data.spectral import etdrk4_step, solver_threads, step_coefficients, upsample
 from ups.data.storage_grid import generate_on_storage_grid
 from ups.spec.errors import SpecError
 
@@ -92,11 +88,11 @@ def solve_reaction_diffusion(
     stride = solver_points // num_points
     out = np.empty((n, num_frames, num_points))  # (n, T, X)
     out[:, 0] = u0
-    with _solver_threads():  # one intra-op thread and flushed subnormals, as for Burgers (same reasons)
+    with solver_threads():  # one intra-op thread and flushed subnormals, as for Burgers (same reasons)
         solver = _SpectralReactionDiffusion(solver_points, nu=nu, rho=rho)
         steps = [_frame_steps(frame * dt_save, dt_save, rho, refinement) for frame in range(num_frames - 1)]
         for start in range(0, n, _BATCH):
-            v = _upsample(torch.from_numpy(u0[start : start + _BATCH]), solver_points)  # (B, K)
+            v = upsample(torch.from_numpy(u0[start : start + _BATCH]), solver_points)  # (B, K)
             for frame in range(1, num_frames):
                 for h in steps[frame - 1]:
                     v = solver.step(v, h)  # (B, K)
@@ -164,27 +160,9 @@ class _SpectralReactionDiffusion:
         return torch.fft.rfft(u - u.square(), norm="forward")  # (B, K)
 
     def step(self, v: torch.Tensor, h: float) -> torch.Tensor:
-        e, e2, q, f1, f2, f3 = self._coefficients_for(h)
-        e2v = e2 * v  # (B, K)
-        nv = self.reaction(v)
-        a = torch.addcmul(e2v, q, nv)
-        na = self.reaction(a)
-        b = torch.addcmul(e2v, q, na)
-        nb = self.reaction(b)
-        c = torch.addcmul(e2 * a, q, nb.mul(2).sub_(nv))
-        nc = self.reaction(c)
-        out = torch.addcmul(e * v, f1, nv)
-        out.addcmul_(f2, na.add_(nb))  # f2 includes the factor 2
-        return out.addcmul_(f3, nc)
-
-    def _coefficients_for(self, h: float) -> tuple[torch.Tensor, ...]:
-        if h not in self._coefficients:
-            e, e2, q, f1, f2, f3 = _etdrk4_coefficients(self.linear, h)
-            s = self.source
-            self._coefficients[h] = tuple(  # all complex128, for addcmul
-                c.to(torch.complex128) for c in (e, e2, q * s, f1 * s, 2 * f2 * s, f3 * s)
-            )
-        return self._coefficients[h]
+        if h not in self._coefficients:  # lengths are exact, so the cache hits
+            self._coefficients[h] = step_coefficients(self.linear, h, self.source)
+        return etdrk4_step(v, self._coefficients[h], self.reaction)
 
 
 def _frame_steps(start: float, dt: float, rho: float, refinement: int) -> list[float]:
