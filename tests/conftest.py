@@ -83,3 +83,41 @@ def mlflow_runs(home: Path, experiment: str) -> list:
     client = mlflow_client(home)
     exp = client.get_experiment_by_name(experiment)
     return client.search_runs([exp.experiment_id]) if exp else []
+
+
+SWEEP_SPEC = """\
+name: {name}
+data: {{from: burgers1d, num_trajectories: 40, num_points: 64, num_frames: 21, generator: {{solver_points: 128}}}}
+model: operator_tiny
+train: {{max_epochs: {epochs}, batch_size: 32, unroll_steps: 2, batches_per_epoch: 3, deterministic: true}}
+eval: {{context_frames: 5, horizon: 10, report_horizons: [1, 5]}}
+search_space: {space}
+tracking: {tracking}
+sweep: {{trials: {trials}, pruner: {pruner}, startup_trials: 2, warmup_epochs: 1, sampler: {sampler}}}
+"""
+
+
+def sweep_spec(
+    folder: Path,
+    *,
+    name="sw",
+    epochs=3,
+    space="operator_tiny",
+    tracking="none",
+    trials=4,
+    pruner="median",
+    sampler="tpe",
+) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        SWEEP_SPEC.format(
+            name=name,
+            epochs=epochs,
+            space=space,
+            tracking=tracking,
+            trials=trials,
+            pruner=pruner,
+            sampler=sampler,
+        )
+    )
+    return path

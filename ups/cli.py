@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sweep":
             return _sweep(args, resolved)
         if args.command == "promote":
-            from ups.exp.promote import promote
+            from ups.registry.promote import promote
 
             if args.study and args.run:
                 raise SpecError("give --study or --run, not both", file="command line")
@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(result.to_json(), default=str))
             return EXIT_REJECTED if result.decision == "rejected" else EXIT_OK
         if args.command == "eval":
-            from ups.exp.promote import eval_registered
-            from ups.exp.report import metrics_table
+            from ups.registry.promote import eval_registered
+            from ups.run.report import metrics_table
 
             metrics = eval_registered(resolved, args.model)
             print(
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps({"model": args.model, "metrics": metrics}))
             return EXIT_OK
         if args.command == "status":
-            from ups.exp.status import status_table, study_status
+            from ups.sweep.status import status_table, study_status
 
             status = study_status(resolved, storage=args.storage, study=args.study)
             print(json.dumps(status, default=str) if args.json else status_table(status))
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, resolved) -> int:
-    from ups.exp.run import RunInterrupted, run_spec, summary
+    from ups.run.single import RunInterrupted, run_spec, summary
     from ups.spec.redact import redact
 
     try:
@@ -177,7 +177,7 @@ def _run(args: argparse.Namespace, resolved) -> int:
 
 
 def _sweep(args: argparse.Namespace, resolved) -> int:
-    from ups.exp.sweep import SweepFailed, run_sweep
+    from ups.sweep.driver import SweepFailed, run_sweep
 
     try:
         result = run_sweep(

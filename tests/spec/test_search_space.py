@@ -103,7 +103,7 @@ def test_conditional_parameters_follow_their_condition():
 def test_reduction_factor_is_checked_and_reaches_the_pruner():
     with pytest.raises(SpecError, match=r"sweep.reduction_factor: must be >= 2 .*got 1"):
         load_spec(BURGERS, ["sweep.pruner=successive_halving", "sweep.reduction_factor=1"])
-    from ups.exp.study import make_pruner
+    from ups.sweep.study import make_pruner
 
     cfg = load_spec(BURGERS, ["sweep.pruner=successive_halving", "sweep.reduction_factor=3"]).spec.sweep
     assert make_pruner(cfg)._reduction_factor == 3

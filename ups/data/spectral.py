@@ -2,7 +2,8 @@
 
 Both solve v̂_t = L v̂ + F·N(v̂) for the forward-normalised rfft v̂ of a periodic field on M points, with L diagonal
 (diffusion) and F a per-mode factor (the flux derivative or the reaction rate, with the 2/3 dealiasing mask).
-Legend: B a batch of trajectories, K = M//2 + 1 Fourier modes, P contour points.
+Legend: B a batch of trajectories, K = M//2 + 1 Fourier modes, P contour points. L may also be per trajectory
+(B, K), as for Kuramoto–Sivashinsky on domains of different lengths; F then broadcasts against it.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ _CONTOUR_POINTS = 32
 
 
 def etdrk4_coefficients(linear: torch.Tensor, h: float) -> tuple[torch.Tensor, ...]:
-    """Kassam & Trefethen (2005): φ-functions as means over a circle around each h·L, avoiding cancellation."""
+    """Kassam & Trefethen (2005): φ-functions as means over a circle around each h·L, avoiding cancellation.
+
+    `linear` is (K,) or (B, K); the coefficients have its shape."""
     roots = torch.exp(
         1j * math.pi * (torch.arange(1, _CONTOUR_POINTS + 1, dtype=torch.float64) - 0.5) / _CONTOUR_POINTS
     )
-    lr = h * linear[:, None] + roots[None, :]  # (K, P) complex128
+    lr = h * linear[..., None] + roots  # (..., K, P) complex128
     exp_lr = torch.exp(lr)
 
     def mean(z: torch.Tensor) -> torch.Tensor:
-        return h * z.mean(dim=1).real  # (K,)
+        return h * z.mean(dim=-1).real  # (..., K)
 
     q = mean((torch.exp(lr / 2) - 1) / lr)
     f1 = mean((-4 - lr + exp_lr * (4 - 3 * lr + lr**2)) / lr**3)

@@ -6,48 +6,11 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import mlflow_client, mlflow_runs
+from conftest import mlflow_client, mlflow_runs, sweep_spec
 
-from ups.exp.sweep import SweepFailed, run_sweep
 from ups.spec import SpecError
 from ups.spec.load import load_spec
-
-SWEEP_SPEC = """\
-name: {name}
-data: {{from: burgers1d, num_trajectories: 40, num_points: 64, num_frames: 21, generator: {{solver_points: 128}}}}
-model: operator_tiny
-train: {{max_epochs: {epochs}, batch_size: 32, unroll_steps: 2, batches_per_epoch: 3, deterministic: true}}
-eval: {{context_frames: 5, horizon: 10, report_horizons: [1, 5]}}
-search_space: {space}
-tracking: {tracking}
-sweep: {{trials: {trials}, pruner: {pruner}, startup_trials: 2, warmup_epochs: 1, sampler: {sampler}}}
-"""
-
-
-def sweep_spec(
-    folder: Path,
-    *,
-    name="sw",
-    epochs=3,
-    space="operator_tiny",
-    tracking="none",
-    trials=4,
-    pruner="median",
-    sampler="tpe",
-) -> Path:
-    path = folder / f"{name}.yaml"
-    path.write_text(
-        SWEEP_SPEC.format(
-            name=name,
-            epochs=epochs,
-            space=space,
-            tracking=tracking,
-            trials=trials,
-            pruner=pruner,
-            sampler=sampler,
-        )
-    )
-    return path
+from ups.sweep.driver import SweepFailed, run_sweep
 
 
 def _study(workspace: Path, name: str) -> optuna.Study:

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import ROOT, subprocess_env
-from test_sweep import sweep_spec
+from conftest import ROOT, subprocess_env, sweep_spec
 
-from ups.exp.sweep import run_sweep
 from ups.spec.load import load_spec
+from ups.sweep.driver import run_sweep
 
 TERMINAL = {"COMPLETE", "PRUNED", "FAIL"}
 

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from ups.exp import workspace
+from ups.tracking import workspace
 from ups.spec.errors import SpecError, did_you_mean
 from ups.spec.load import ResolvedSpec, flatten_tree, load_spec
 from ups.spec.redact import redact
@@ -76,7 +76,7 @@ def run_sweep(
 ) -> SweepResult | None:
     import optuna
 
-    from ups.exp.study import count_states, default_storage, find_or_create_study, make_storage
+    from ups.sweep.study import count_states, default_storage, find_or_create_study, make_storage
 
     _check_sweepable(resolved)
     if trials is not None and trials < 1:
@@ -192,8 +192,8 @@ def _work(
 def _optimize(resolved: ResolvedSpec, store, name: str, target: int, index: int) -> None:
     import optuna
 
-    from ups.exp.objective import Objective
-    from ups.exp.study import make_pruner, make_sampler
+    from ups.sweep.objective import Objective
+    from ups.sweep.study import make_pruner, make_sampler
 
     cfg = resolved.spec.sweep
     grid = {p.key: p.grid() for p in resolved.search_space} if cfg.sampler == "grid" else None
@@ -250,7 +250,7 @@ def _parent_run(resolved: ResolvedSpec, store, name: str, home) -> str | None:
         return None
     from mlflow.tracking import MlflowClient
 
-    from ups.exp.tracking import _mlflow_experiment, flat_params, mlflow_uri
+    from ups.tracking.session import _mlflow_experiment, flat_params, mlflow_uri
 
     study = optuna.load_study(study_name=name, storage=store)
     uri = mlflow_uri(spec, home)
@@ -276,8 +276,8 @@ def _finish_parent(resolved: ResolvedSpec, study, run_id: str | None, home) -> N
         return
     from mlflow.tracking import MlflowClient
 
-    from ups.exp.study_plots import save_study_plots
-    from ups.exp.tracking import mlflow_metric_name, mlflow_uri
+    from ups.sweep.plots import save_study_plots
+    from ups.tracking.session import mlflow_metric_name, mlflow_uri
 
     client = MlflowClient(tracking_uri=mlflow_uri(resolved.spec, home))
     folder = home / "sweeps" / study.study_name

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import mlflow_client
 
-from ups.exp.run import run_spec
+from ups.run.single import run_spec
 from ups.spec import SpecError
 from ups.spec.load import load_spec
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ups.exp import workspace
-from ups.exp.workspace import RunRecord
+from ups.tracking import workspace
+from ups.tracking.workspace import RunRecord
 from ups.spec.errors import SpecError
 from ups.spec.load import ResolvedSpec
 
@@ -125,7 +125,7 @@ def run_spec(
 
     from ups.data.datamodule import PDEDataModule
     from ups.data.source import combined_fingerprint, load_sources
-    from ups.exp.tracking import base_tags, start_tracking
+    from ups.tracking.session import base_tags, start_tracking
     from ups.spec.redact import redact
     from ups.training.operator_module import OperatorModule
     from ups.training.trainer import build_trainer
@@ -220,7 +220,7 @@ def run_spec(
 
 
 def _plots(spec, metrics: dict[str, float], shown: dict, split: str, artifacts: Path) -> list[Path]:
-    from ups.exp.report import plot_error_growth, plot_rollout, plot_task_bars
+    from ups.run.report import plot_error_growth, plot_rollout, plot_task_bars
 
     example_pred, example_true = (t[0, :, 0].numpy() for t in shown["example"])  # (T, X)
     plots = [
@@ -260,6 +260,6 @@ def _model_extras(model, datamodule) -> dict[str, float]:
 
 
 def summary(result: RunResult) -> str:
-    from ups.exp.report import metrics_table
+    from ups.run.report import metrics_table
 
     return metrics_table(result.metrics, wall_seconds=result.wall_seconds, where=result.where)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ups import __version__
-from ups.exp import workspace
+from ups.tracking import workspace
 from ups.spec.errors import SpecError
 from ups.spec.load import ResolvedSpec, spec_from_dict
 
@@ -56,7 +56,7 @@ def _locked(path: Path):
 
 
 def _candidate_run(client, resolved: ResolvedSpec, *, study: str | None, run_id: str | None):
-    from ups.exp.tracking import mlflow_metric_name
+    from ups.tracking.session import mlflow_metric_name
 
     reg = resolved.spec.registry
     if run_id:
@@ -66,7 +66,7 @@ def _candidate_run(client, resolved: ResolvedSpec, *, study: str | None, run_id:
             raise SpecError("no such MLflow run", file="command line", key="--run", got=run_id) from None
     import optuna
 
-    from ups.exp.status import study_status
+    from ups.sweep.status import study_status
 
     status = study_status(resolved, study=study)
     ids = [t["run_id"] for t in status["trials"] if t["state"] == "COMPLETE" and t["run_id"]]
@@ -154,8 +154,8 @@ def promote(
 
     from ups.data.datamodule import PDEDataModule
     from ups.data.source import load_sources
-    from ups.exp.gates import evaluate_gates
-    from ups.exp.tracking import mlflow_uri
+    from ups.registry.gates import evaluate_gates
+    from ups.tracking.session import mlflow_uri
     from ups.training.evaluate import evaluate_split
 
     spec = resolved.spec
@@ -267,10 +267,10 @@ def _register(
     from mlflow.models import ModelSignature
     from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
-    import ups.exp.registry_model as code
+    import ups.registry.pyfunc as code
     from ups.data.source import combined_fingerprint
-    from ups.exp.report import model_card
-    from ups.exp.tracking import git_commit
+    from ups.run.report import model_card
+    from ups.tracking.session import git_commit
 
     x = spec.data.sources()[0].num_points
     weights = scratch / "weights.npz"
@@ -365,7 +365,7 @@ def eval_registered(resolved: ResolvedSpec, model_uri: str) -> dict[str, float]:
 
     from ups.data.datamodule import PDEDataModule
     from ups.data.source import load_sources
-    from ups.exp.tracking import mlflow_uri
+    from ups.tracking.session import mlflow_uri
     from ups.training.evaluate import evaluate_split
 
     home = workspace.home()

@@ -8,13 +8,12 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT
-from test_sweep import sweep_spec
+from conftest import ROOT, sweep_spec
 
 from ups.cli import main
-from ups.exp.run import run_spec
-from ups.exp.sweep import run_sweep
+from ups.run.single import run_spec
 from ups.spec.load import load_spec
+from ups.sweep.driver import run_sweep
 
 
 @pytest.fixture

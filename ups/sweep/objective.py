@@ -41,7 +41,7 @@ class PanelPruningCallback(L.Callback):
 
 class Objective:
     def __init__(self, resolved: ResolvedSpec, *, study_name: str, parent_run_id: str | None) -> None:
-        from ups.exp.sweep import base_values
+        from ups.sweep.driver import base_values
 
         self.resolved = resolved
         self.study_name = study_name
@@ -49,8 +49,8 @@ class Objective:
         self.base = base_values(resolved)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        from ups.exp.run import TrialHooks, run_spec
-        from ups.exp.sweep import trial_spec
+        from ups.run.single import TrialHooks, run_spec
+        from ups.sweep.driver import trial_spec
         from ups.training.operator_module import NonFiniteLossError
 
         cfg = self.resolved.spec.sweep
@@ -110,8 +110,8 @@ class Objective:
             return
         from mlflow.tracking import MlflowClient
 
-        from ups.exp.tracking import mlflow_uri
-        from ups.exp.workspace import home
+        from ups.tracking.session import mlflow_uri
+        from ups.tracking.workspace import home
 
         MlflowClient(tracking_uri=mlflow_uri(self.resolved.spec, home())).set_tag(
             run_id, "ups.trial_state", state

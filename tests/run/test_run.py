@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import mlflow_client, mlflow_runs
 
-from ups.exp.run import run_spec
+from ups.run.single import run_spec
 from ups.spec.load import load_spec
 
 
