@@ -51,7 +51,7 @@ def record(args) -> None:
     os.environ["UPS_HOME"] = str(home)
     import optuna
 
-    from ups.exp.sweep import run_sweep
+    from ups.sweep.driver import run_sweep
     from ups.spec.load import load_spec
 
     spec = home / "bench-curves.yaml"

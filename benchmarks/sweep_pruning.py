@@ -63,7 +63,7 @@ def run_arm(folder: Path, args, seed: int, pruner: str, tag: str = "", target: f
     os.environ["UPS_HOME"] = str(home)
     import optuna
 
-    from ups.exp.sweep import run_sweep
+    from ups.sweep.driver import run_sweep
     from ups.spec.load import load_spec
 
     spec = home / "bench-prune.yaml"

@@ -46,7 +46,7 @@ def run_arm(folder: Path, args, workers: int, tag: str = "") -> dict:
     os.environ["UPS_HOME"] = str(home)  # the spawned worker inherits it
     import optuna
 
-    from ups.exp.sweep import run_sweep
+    from ups.sweep.driver import run_sweep
     from ups.spec.load import load_spec
 
     spec = home / "bench-workers.yaml"
