@@ -164,7 +164,24 @@ def test_every_shipped_block_composes(group, name):
     overrides = [f"{group}={name}"]
     if group == "hardware" and name.endswith("fsdp"):
         overrides.append("hardware.accelerator=gpu")
-    load_spec(BURGERS, overrides)
+    if (group, name) in (("stage", "diffusion_residual"), ("stage", "consistency_distill")):
+        overrides.append("stage.from=0123456789abcdef")  # a run id: checked when the run starts
+    if (group, name) in (("stage", "steady_prior"), ("data", "steady_diffusion1d")):
+        overrides = ["stage=steady_prior", "data=steady_diffusion1d", *STEADY_METRICS]
+    assert (
+        load_spec(BURGERS, overrides).spec.stage.kind == overrides[0].split("=")[1]
+        if group == "stage"
+        else True
+    )
+
+
+STEADY_METRICS = [
+    "train.checkpoint_metric=val/nrmse",
+    "registry.select_metric=val/nrmse",
+    "sweep.metric=val/nrmse",
+    "registry.gates.champion_metric=test/nrmse",
+    "registry.gates.beat_persistence=false",
+]
 
 
 def test_docs_list_every_spec_key():

@@ -42,7 +42,9 @@ def generated_file(home: Path, params: dict, make: Callable[[], GeneratedData]) 
                 log.info("generating %s for %s", path.name, params)
                 data = make()
                 attrs = {**data.attrs, "cache_params": json.dumps(params, sort_keys=True)}
-                write_pdebench(path, tensor=data.tensor, x=data.x, t=data.t, attrs=attrs)
+                write_pdebench(
+                    path, tensor=data.tensor, x=data.x, t=data.t, attrs=attrs, datasets=data.datasets
+                )
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return path

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ups.data.params import layout_for
 from ups.data.source import DataSource
 from ups.data.splits import SPLIT_NAMES, assign_splits
 from ups.spec.errors import SpecError
@@ -126,9 +127,13 @@ class TaskBalancedSampler(Sampler[int]):
 
 
 class PDEDataModule(L.LightningDataModule):
-    def __init__(self, spec: Spec, sources: list[DataSource]) -> None:
+    def __init__(
+        self, spec: Spec, sources: list[DataSource], *, layout: tuple[str, ...] | None = None
+    ) -> None:
+        """`layout`: the PDE-parameter layout of the model being trained or evaluated (default: the spec's)."""
         super().__init__()
         self.spec, self.sources = spec, sources
+        self.layout = layout or layout_for(s.family for s in sources)
         self.task_names = spec.data.task_names()
         self.weights = [t.weight for t in spec.data.tasks] or [1.0]
         configs = spec.data.sources()
@@ -152,9 +157,10 @@ class PDEDataModule(L.LightningDataModule):
                     hint="Use more trajectories.",
                 ) from None
             states = torch.from_numpy(np.ascontiguousarray(src.states)).unsqueeze(2)  # (N, T, C=1, X)
-            params = torch.tensor(src.vector, dtype=torch.float32).expand(states.shape[0], -1)  # (N, P)
+            params = torch.from_numpy(src.vectors(self.layout))  # (N, P)
             idx = {s: torch.from_numpy(v) for s, v in splits.items()}
-            self.train.append((states[idx["train"]], params[idx["train"]], src.dt))
+            train_frames = cfg.train_frames or states.shape[1]
+            self.train.append((states[idx["train"], :train_frames], params[idx["train"]], src.dt))
             for s in SPLIT_NAMES:
                 n = len(idx[s])
                 per_split[s].append(

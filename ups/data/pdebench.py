@@ -20,6 +20,7 @@ import numpy as np
 from ups.spec.errors import SpecError
 
 _CHUNK_BYTES = 64 * 2**20  # upper bound on what one h5py read pulls into memory
+_LAYOUT = ("tensor", "x-coordinate", "t-coordinate")
 _NU_IN_NAME = re.compile(r"Nu(\d*\.?\d+(?:[eE][-+]?\d+)?)")
 
 
@@ -31,18 +32,35 @@ class GeneratedData:
     x: np.ndarray  # (X,) float32 cell centres
     t: np.ndarray  # (T + 1,) float32, one more entry than frames like PDEBench's files
     attrs: dict = field(default_factory=dict)
+    datasets: dict[str, np.ndarray] = field(default_factory=dict)
+    """Extra per-trajectory datasets, (N, ...) each, such as KS's domain lengths `L` (N,)."""
 
 
 def write_pdebench(
-    path: str | os.PathLike, *, tensor: np.ndarray, x: np.ndarray, t: np.ndarray, attrs: dict
+    path: str | os.PathLike,
+    *,
+    tensor: np.ndarray,
+    x: np.ndarray,
+    t: np.ndarray,
+    attrs: dict,
+    datasets: dict[str, np.ndarray] | None = None,
 ) -> None:
-    """Write a PDEBench-layout file atomically: readers see the old file, or none, or the complete new one."""
+    """Write a PDEBench-layout file atomically: readers see the old file, or none, or the complete new one.
+
+    `datasets` are extra per-trajectory arrays (N, ...), stored under their names with their own dtypes."""
     path = Path(path)
     tensor = np.asarray(tensor, dtype=np.float32)
     if tensor.ndim != 3 or len(x) != tensor.shape[2] or len(t) not in (tensor.shape[1], tensor.shape[1] + 1):
         raise ValueError(
             f"need tensor (N, T, X), x (X,), t (T or T+1,), got (tensor={tensor.shape}, x={len(x)}, t={len(t)})"
         )
+    datasets = {name: np.asarray(value) for name, value in (datasets or {}).items()}
+    for name, value in datasets.items():
+        if name in _LAYOUT or not name or "/" in name or value.ndim < 1 or len(value) != tensor.shape[0]:
+            raise ValueError(
+                f"extra datasets must be (N, ...) with a plain name outside the layout, got "
+                f"(name={name!r}, shape={value.shape}, N={tensor.shape[0]})"
+            )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -51,6 +69,8 @@ def write_pdebench(
             f.create_dataset("tensor", data=tensor)
             f.create_dataset("x-coordinate", data=np.asarray(x, dtype=np.float32))
             f.create_dataset("t-coordinate", data=np.asarray(t, dtype=np.float32))
+            for name, value in datasets.items():
+                f.create_dataset(name, data=value)
             for key, value in attrs.items():
                 f.attrs[key] = value
         umask = os.umask(0)
@@ -97,7 +117,7 @@ class PDEBenchFile:
         try:
             with h5py.File(self.path, "r") as f:
                 names = sorted(f.keys())
-                for name in ("tensor", "x-coordinate", "t-coordinate"):
+                for name in _LAYOUT:
                     if not isinstance(f.get(name), h5py.Dataset):
                         raise SpecError(
                             f"no `{name}` dataset (PDEBench layout); the file holds [{', '.join(names)}]",
@@ -108,6 +128,7 @@ class PDEBenchFile:
                 self._x = np.asarray(f["x-coordinate"][...], dtype=np.float64).reshape(-1)
                 t = np.asarray(f["t-coordinate"][...], dtype=np.float64).reshape(-1)
                 self._attrs = {key: _plain(value) for key, value in f.attrs.items()}
+                self._extra = [n for n in names if n not in _LAYOUT and isinstance(f[n], h5py.Dataset)]
         except OSError as err:
             raise SpecError(f"the file cannot be read ({err})", key="data.path", got=got) from None
         if len(self.shape) != 3:
@@ -181,6 +202,34 @@ class PDEBenchFile:
             got=None,
             hint=f"Set data.nu to the viscosity {self.path.name} was made with.",
         )
+
+    def has_dataset(self, name: str) -> bool:
+        """Whether the file holds the extra per-trajectory dataset `name` (such as KS's `L`)."""
+        return name in self._extra
+
+    def read_dataset(self, name: str, indices: np.ndarray) -> np.ndarray:
+        """Rows `indices` of the extra per-trajectory dataset `name`: (n, ...) in the file's dtype."""
+        if not self.has_dataset(name):
+            listed = ", ".join(self._extra) or "none"
+            raise SpecError(
+                f"{self.path.name} has no `{name}` dataset (its extra datasets: {listed})",
+                key="data.path",
+                got=str(self.path),
+                hint="Regenerate the file with a generator that stores it.",
+            )
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        unique, inverse = np.unique(indices, return_inverse=True)
+        with h5py.File(self.path, "r") as f:
+            dataset = f[name]
+            if unique.size and (unique[0] < 0 or unique[-1] >= len(dataset)):
+                raise SpecError(
+                    f"`{name}` indices must lie in [0, {len(dataset)})",
+                    key="data.num_trajectories",
+                    got=int(unique[-1] if unique[-1] >= len(dataset) else unique[0]),
+                    hint=f"{self.path.name} holds {len(dataset)} trajectories.",
+                )
+            rows = dataset[unique.tolist()] if unique.size else dataset[:0]  # h5py: increasing, unique
+        return rows[inverse]
 
     def subsampled_x(self, num_points: int) -> np.ndarray:
         return self._x[:: self._space_stride(num_points)].copy()

@@ -6,7 +6,6 @@ import hashlib
 import importlib
 import json
 import logging
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -15,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from ups.data.cache import generated_file
+from ups.data.params import FAMILY_PARAMS, param_vector
 from ups.data.pdebench import PDEBenchFile, file_checksum
 from ups.spec.errors import SpecError
-from ups.spec.schema import FAMILIES, SourceConfig
+from ups.spec.schema import SourceConfig
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +25,12 @@ GENERATORS = {
     "burgers1d": ("ups.data.burgers:generate_burgers", ("nu",)),
     "advection1d": ("ups.data.advection:generate_advection", ("beta",)),
     "reaction_diffusion1d": ("ups.data.reaction_diffusion:generate_reaction_diffusion", ("nu", "rho")),
+    "ks1d": ("ups.data.ks:generate_ks", ("length_low", "length_high")),
 }
-"""family → ("module:function", the PDE parameters it takes). Modules load on use."""
+"""family → ("module:function", the spec's `data.` keys it takes). Modules load on use."""
 
-PARAM_DIM = len(FAMILIES) + 3
-"""Conditioning vector: one-hot family, log10 ν, β, log10(1 + ρ) (0 where a family has no such parameter)."""
+PER_TRAJECTORY = {"ks1d": ("L",)}
+"""PDE parameters that differ per trajectory, stored in the file as datasets of shape (N,)."""
 
 _FILE_NAME_PARAMS = {
     "nu": r"Nu([0-9.eE+-]+?)(?:_|\.h|$)",
@@ -37,12 +38,6 @@ _FILE_NAME_PARAMS = {
     "rho": r"Rho([0-9.eE+-]+?)(?:_|\.h|$)",
 }
 _ATTRS = {"nu": "Nu", "beta": "beta", "rho": "rho"}
-
-
-def param_vector(family: str, params: dict[str, float]) -> list[float]:
-    onehot = [float(family == f) for f in FAMILIES]
-    nu, beta, rho = params.get("nu"), params.get("beta"), params.get("rho")
-    return onehot + [math.log10(nu) if nu else 0.0, beta or 0.0, math.log10(1 + rho) if rho else 0.0]
 
 
 @dataclass(frozen=True)
@@ -53,19 +48,30 @@ class DataSource:
     x: np.ndarray  # (X,)
     family: str
     params: dict[str, float]
-    """The PDE parameters (`nu`, `beta`, `rho` as the family has them)."""
+    """The PDE parameters shared by every trajectory (`nu`, `beta`, `rho` as the family has them)."""
     dt: float
     fingerprint: str
     """Hash of the file contents (or generator parameters) and the subsampling: same hash ⇔ same data."""
     description: dict = field(default_factory=dict)
+    trajectory_params: dict[str, np.ndarray] = field(default_factory=dict)
+    """Parameters that differ per trajectory (KS's domain length `L`), (N,) each."""
 
     @property
     def nu(self) -> float | None:
         return self.params.get("nu")
 
-    @property
-    def vector(self) -> list[float]:
-        return param_vector(self.family, self.params)
+    def vectors(self, layout: tuple[str, ...]) -> np.ndarray:
+        """The conditioning vector of every trajectory: (N, P) float32."""
+        n = self.states.shape[0]
+        rows = [
+            param_vector(
+                layout,
+                self.family,
+                {**self.params, **{k: float(v[i]) for k, v in self.trajectory_params.items()}},
+            )
+            for i in range(n if self.trajectory_params else 1)
+        ]
+        return np.broadcast_to(np.asarray(rows, dtype=np.float32), (n, len(layout))).copy()
 
 
 def _generator(family: str):
@@ -77,7 +83,9 @@ def _generator(family: str):
 
 def generator_params(data: SourceConfig) -> dict:
     _, names, version = _generator(data.family)
+    extra = {"burn_in": data.generator.burn_in} if data.family == "ks1d" else {}
     return {
+        **extra,
         "family": data.family,
         **{n: getattr(data, n) for n in names},
         "num_trajectories": data.num_trajectories,
@@ -108,7 +116,9 @@ def _cached_checksum(path: Path, home: Path) -> str:
 def _file_params(data: SourceConfig, reader: PDEBenchFile, path: Path, key: str) -> dict[str, float]:
     """A file's PDE parameters: its attribute, else its file name, else the spec; the file wins over the spec."""
     params = {}
-    for name in GENERATORS[data.family][1]:
+    for name in FAMILY_PARAMS[data.family]:
+        if name in PER_TRAJECTORY.get(data.family, ()):
+            continue
         if name == "nu":
             value = reader.nu  # attribute `Nu`, file name, `data.nu` fallback, or a clear error
         else:
@@ -136,6 +146,8 @@ def load_source(data: SourceConfig, home: Path, *, key: str = "data.") -> DataSo
         params = generator_params(data)
         make, names, _ = _generator(data.family)
         kwargs = {n: getattr(data, n) for n in names}
+        if data.family == "ks1d":
+            kwargs["burn_in"] = data.generator.burn_in
         path = generated_file(
             home,
             params,
@@ -177,6 +189,17 @@ def load_source(data: SourceConfig, home: Path, *, key: str = "data.") -> DataSo
     }
     fingerprint = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     description.update(pde, fingerprint=fingerprint)
+    per_trajectory = {}
+    for name in PER_TRAJECTORY.get(data.family, ()):
+        if not reader.has_dataset(name):
+            raise SpecError(
+                f"the file has no `{name}` dataset (the {data.family} family stores it per trajectory)",
+                key=f"{key}path",
+                got=str(path),
+            )
+        per_trajectory[name] = np.asarray(
+            reader.read_dataset(name, np.arange(data.num_trajectories)), dtype=np.float64
+        )
     return DataSource(
         states=states,
         x=reader.subsampled_x(data.num_points),
@@ -185,6 +208,7 @@ def load_source(data: SourceConfig, home: Path, *, key: str = "data.") -> DataSo
         dt=data.dt,
         fingerprint=fingerprint,
         description=description,
+        trajectory_params=per_trajectory,
     )
 
 

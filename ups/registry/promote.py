@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ups import __version__
-from ups.tracking import workspace
 from ups.spec.errors import SpecError
 from ups.spec.load import ResolvedSpec, spec_from_dict
+from ups.tracking import workspace
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ def _locked(path: Path):
 
 
 def _candidate_run(client, resolved: ResolvedSpec, *, study: str | None, run_id: str | None):
+    from ups.spec.metrics import select_direction
     from ups.tracking.session import mlflow_metric_name
 
     reg = resolved.spec.registry
@@ -84,7 +85,7 @@ def _candidate_run(client, resolved: ResolvedSpec, *, study: str | None, run_id:
             key="registry.select_metric",
             got=reg.select_metric,
         )
-    sign = 1 if reg.select_direction == "minimize" else -1
+    sign = 1 if select_direction(resolved.spec) == "minimize" else -1
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return min(runs, key=lambda r: sign * r.data.metrics[metric])
 

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ups.tracking import workspace
-from ups.tracking.workspace import RunRecord
 from ups.spec.errors import SpecError
 from ups.spec.load import ResolvedSpec
+from ups.tracking import workspace
+from ups.tracking.workspace import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +25,20 @@ class RunInterrupted(Exception):
 
 
 @dataclass
-class TrialHooks:
-    """What a sweep adds to a run: pruning callbacks, tags tying it to the study, its W&B group."""
+class RunHooks:
+    """What a sweep or a pipeline adds to a run: callbacks, tags tying it to its parent, its W&B group."""
 
     callbacks: list = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
     wandb_group: str | None = None
     on_start: Callable[[str], None] | None = None
     """Called with the run id as soon as it exists (so even failed trials point at their run)."""
-    plots: bool = False
-    """Draw the rollout/error-growth plots for this trial (`sweep.trial_plots`); the spec and metrics always go."""
+    plots: bool = True
+    """Draw the rollout/error-growth plots (`sweep.trial_plots` for trials); the spec and metrics always go."""
+    test: bool = True
+    """Evaluate the test split (sweep trials are scored on validation only: the test split never selects)."""
+    upstream: str | None = None
+    """The run id or model URI this stage builds on (a pipeline's previous stage); else the spec's `stage.from`."""
 
 
 @dataclass
@@ -47,6 +51,7 @@ class RunResult:
     where: list[str] = field(default_factory=list)
     extras: dict[str, float] = field(default_factory=dict)
     """`model/num_params` and `model/inference_ms` (a batch-32 forward pass): possible sweep objectives."""
+    stage: str = "operator"
 
     def to_json(self) -> dict:
         return {
@@ -97,12 +102,11 @@ def run_spec(
     *,
     resume: bool = False,
     progress_bar: bool = True,
-    trial: TrialHooks | None = None,
+    trial: RunHooks | None = None,
 ) -> RunResult | None:
-    """Train, evaluate and track one run. Returns None on ranks other than 0 (rank 0 reports).
+    """Train, evaluate and track one run of one stage. Returns None on ranks other than 0 (rank 0 reports).
 
-    With `trial` (a sweep), the run is a child of the study's MLflow run and skips the test split: the test
-    split never selects, so trials are scored on validation only.
+    With `trial` (a sweep or a pipeline), the run is a child of the parent's MLflow run.
     """
     started = time.time()
     spec = resolved.spec
@@ -123,26 +127,30 @@ def run_spec(
     import lightning.pytorch as L
     import torch
 
-    from ups.data.datamodule import PDEDataModule
-    from ups.data.source import combined_fingerprint, load_sources
+    from ups.spec.redact import redact, redact_tree
     from ups.tracking.session import base_tags, start_tracking
-    from ups.spec.redact import redact
-    from ups.training.operator_module import OperatorModule
+    from ups.training.stages import stage_of
     from ups.training.trainer import build_trainer
 
     torch.set_flush_denormal(True)
     # every rank holds the same gathered metrics, so Lightning's advice to sync them does not apply
     warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    stage = stage_of(spec)
+    upstream = _upstream(resolved, stage, home, trial.upstream if trial else None)
     L.seed_everything(spec.seed, workers=True, verbose=False)
-    sources = load_sources(spec.data, home)
-    datamodule = PDEDataModule(spec, sources)
-    module = OperatorModule(resolved.to_dict())
-    module.model.set_normalization(datamodule.mean, datamodule.std)
-    if spec.hardware.compile:
-        module.model = torch.compile(module.model)
-
-    tags = {**base_tags(resolved, combined_fingerprint(sources)), **(trial.tags if trial else {})}
+    datamodule, data_fingerprint = _datamodule(spec, stage, home, upstream.layout if upstream else None)
+    kwargs = {"upstream_state": upstream.state} if upstream else {}
+    module = stage.load("module")(
+        redact_tree(resolved.to_dict()),
+        upstream.lineage if upstream else [],
+        list(datamodule.layout),
+        **kwargs,
+    )
+    module.setup_data(datamodule)
+    tags = {**base_tags(resolved, data_fingerprint), **(trial.tags if trial else {})}
+    if upstream is not None:
+        tags["ups.upstream"] = upstream.run_id or upstream.source
     session = start_tracking(
         resolved, home, resume=record, rank=rank, tags=tags, wandb_group=trial.wandb_group if trial else None
     )
@@ -171,7 +179,7 @@ def run_spec(
                 trainer.callbacks = [c for c in trainer.callbacks if all(c is not t for t in trial.callbacks)]
             trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
             guard.check()
-            if trial is None:
+            if trial is None or trial.test:
                 trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
             guard.check()
     except (SystemExit, KeyboardInterrupt, RunInterrupted) as exc:  # Lightning exits on SIGTERM/SIGINT
@@ -188,7 +196,7 @@ def run_spec(
         if split in module.last_eval
         for k, v in module.last_eval[split]["metrics"].items()
     }
-    extras = _model_extras(module.model, datamodule)
+    extras = _model_extras(module.predictor(), datamodule) if not stage.steady else {}
     wall = time.time() - started
     where = [f"checkpoint: {best}"]
     if rank == 0 and session.is_logging:
@@ -199,7 +207,7 @@ def run_spec(
         split = "test" if "test" in module.last_eval else "val"
         plots = (
             _plots(spec, metrics, module.last_eval[split], split, artifacts)
-            if trial is None or trial.plots
+            if (trial is None or trial.plots) and not stage.steady
             else []
         )
         session.log_metrics({"wall_time_s": wall, "epochs": trainer.current_epoch, **extras})
@@ -216,7 +224,49 @@ def run_spec(
     session.finish("FINISHED")
     if rank != 0:
         return None
-    return RunResult(session.run_id, spec.name, metrics, best, wall, where, extras)
+    return RunResult(session.run_id, spec.name, metrics, best, wall, where, extras, stage=stage.kind)
+
+
+def _upstream(resolved: ResolvedSpec, stage, home: Path, given: str | None):
+    """The trained predictor a consuming stage builds on (None for a stage that consumes nothing)."""
+    if stage.consumes is None:
+        return None
+    from ups.loading import load
+    from ups.tracking.session import mlflow_uri
+
+    source = given or resolved.spec.stage.upstream
+    spec_file = str(resolved.path)
+    if source is None:
+        raise SpecError(
+            f"the {stage.kind} stage needs the run it builds on", file=spec_file, key="stage.from"
+        )
+    uri = mlflow_uri(resolved.spec, home) if resolved.spec.tracking.mlflow.enabled else None
+    try:
+        loaded = load(source, home=home, tracking_uri=uri)
+    except SpecError as exc:
+        raise exc.located(file=spec_file, key="stage.from") from None
+    if loaded.stage.kind != stage.consumes:
+        raise SpecError(
+            f"the {stage.kind} stage builds on a {stage.consumes} stage, and this is a {loaded.stage.kind} stage",
+            file=spec_file,
+            key="stage.from",
+            got=source,
+        )
+    return loaded
+
+
+def _datamodule(spec, stage, home: Path, layout):
+    """The stage's datamodule (trajectories or steady samples) and the fingerprint of its data."""
+    if stage.steady:
+        from ups.data.steady_datamodule import SteadyDataModule
+
+        dm = SteadyDataModule(spec, layout=layout)
+        return dm, dm.fingerprint
+    from ups.data.datamodule import PDEDataModule
+    from ups.data.source import combined_fingerprint, load_sources
+
+    sources = load_sources(spec.data, home)
+    return PDEDataModule(spec, sources, layout=layout), combined_fingerprint(sources)
 
 
 def _plots(spec, metrics: dict[str, float], shown: dict, split: str, artifacts: Path) -> list[Path]:

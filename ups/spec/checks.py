@@ -8,7 +8,13 @@ from pathlib import Path
 
 from ups.spec.errors import SpecError, did_you_mean
 from ups.spec.metrics import metric_names
-from ups.spec.schema import Spec
+from ups.spec.schema import (
+    STEADY_FAMILIES,
+    ConsistencyDistillStage,
+    DiffusionResidualStage,
+    OperatorStage,
+    Spec,
+)
 
 Source = Callable[[str], str]
 
@@ -33,7 +39,13 @@ def _check_metric(spec: Spec, source: Source, key: str, name: str) -> None:
         )
 
 
-_NEEDS = {"burgers1d": ("nu",), "advection1d": ("beta",), "reaction_diffusion1d": ("nu", "rho")}
+_NEEDS = {
+    "burgers1d": ("nu",),
+    "advection1d": ("beta",),
+    "reaction_diffusion1d": ("nu", "rho"),
+    "ks1d": ("length_low", "length_high"),
+    "steady_diffusion1d": (),
+}
 
 
 def _check_source(src, prefix: str, spec: Spec, source: Source) -> None:
@@ -93,7 +105,31 @@ def _check_source(src, prefix: str, spec: Spec, source: Source) -> None:
             "Give a PDEBench HDF5 file, or remove data.path to generate data.",
         )
         req(os.access(p, os.R_OK), "path", "file is not readable", src.path)
+    if src.family == "ks1d" and src.length_low is not None and src.length_high is not None:
+        req(
+            0 < src.length_low <= src.length_high,
+            "length_high",
+            f"`0 < length_low <= length_high` must hold, got (length_low={src.length_low}, "
+            f"length_high={src.length_high})",
+            src.length_high,
+        )
     e, t, m = spec.eval, spec.train, spec.model
+    _require(
+        src.num_points % m.patch_size == 0,
+        source,
+        "model.patch_size",
+        f"must divide {prefix}num_points ({src.num_points})",
+        m.patch_size,
+    )
+    if src.family in STEADY_FAMILIES:
+        return
+    if src.train_frames is not None:
+        req(
+            t.unroll_steps < src.train_frames <= src.num_frames,
+            "train_frames",
+            f"must be in (train.unroll_steps, num_frames] = ({t.unroll_steps}, {src.num_frames}]",
+            src.train_frames,
+        )
     frames = f"{prefix}num_frames ({src.num_frames})"
     _require(
         e.context_frames + e.horizon <= src.num_frames,
@@ -104,13 +140,6 @@ def _check_source(src, prefix: str, spec: Spec, source: Source) -> None:
     )
     _require(
         t.unroll_steps < src.num_frames, source, "train.unroll_steps", f"must be < {frames}", t.unroll_steps
-    )
-    _require(
-        src.num_points % m.patch_size == 0,
-        source,
-        "model.patch_size",
-        f"must divide {prefix}num_points ({src.num_points})",
-        m.patch_size,
     )
 
 
@@ -182,6 +211,45 @@ def _check_registry(spec: Spec, source: Source) -> None:
     )
 
 
+def _check_stage(spec: Spec, source: Source) -> None:
+    st = spec.stage
+    if isinstance(st, OperatorStage):
+        for key, w in vars(st.loss).items():
+            _require(w >= 0, source, f"stage.loss.{key}", "must be >= 0", w)
+        _require(
+            sum(vars(st.loss).values()) > 0,
+            source,
+            "stage.loss",
+            "at least one loss weight must be > 0",
+            vars(st.loss),
+        )
+    if isinstance(st, DiffusionResidualStage):
+        _require(1 <= st.num_steps <= 16, source, "stage.num_steps", "must be in [1, 16]", st.num_steps)
+        _require(0 < st.sigma_min < 1, source, "stage.sigma_min", "must be in (0, 1)", st.sigma_min)
+    if isinstance(st, ConsistencyDistillStage):
+        _require(st.num_evals in (1, 2), source, "stage.num_evals", "must be 1 or 2", st.num_evals)
+    if isinstance(st, DiffusionResidualStage | ConsistencyDistillStage):
+        _require(0 <= st.ema_decay < 1, source, "stage.ema_decay", "must be in [0, 1)", st.ema_decay)
+        _require(
+            spec.hardware.precision == "32-true",
+            source,
+            "hardware.precision",
+            f"the {st.kind} stage runs in fp32 only (noise levels near 1e-7 vanish in bf16 and TF32)",
+            spec.hardware.precision,
+            "Use hardware.precision=32-true.",
+        )
+    steady_data = {s.family in STEADY_FAMILIES for s in spec.data.sources()}
+    wants_steady = st.kind == "steady_prior"
+    _require(
+        steady_data == {wants_steady},
+        source,
+        "data.family",
+        f"the {st.kind} stage needs {'steady' if wants_steady else 'time-dependent'} data",
+        sorted({s.family for s in spec.data.sources()}),
+        f"Steady families: {', '.join(STEADY_FAMILIES)}.",
+    )
+
+
 def check_spec(spec: Spec, source: Source) -> None:
     """Raise `SpecError` for the first rule the resolved spec breaks."""
     t, d, e, m, h = spec.train, spec.data, spec.eval, spec.model, spec.hardware
@@ -237,15 +305,7 @@ def check_spec(spec: Spec, source: Source) -> None:
     _check_registry(spec, source)
     if t.early_stopping.metric is not None:
         _check_metric(spec, source, "train.early_stopping.metric", t.early_stopping.metric)
-    for key, w in vars(spec.stage.loss).items():
-        _require(w >= 0, source, f"stage.loss.{key}", "must be >= 0", w)
-    _require(
-        sum(vars(spec.stage.loss).values()) > 0,
-        source,
-        "stage.loss",
-        "at least one loss weight must be > 0",
-        vars(spec.stage.loss),
-    )
+    _check_stage(spec, source)
 
     _check_data(spec, source)
 

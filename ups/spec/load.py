@@ -27,8 +27,22 @@ from ups.spec.errors import SpecError, did_you_mean
 from ups.spec.redact import redact, redact_tree
 from ups.spec.schema import BLOCK_GROUPS, DEFAULT_BLOCKS, DEFAULTS_EPOCH, Spec, non_default
 from ups.spec.search_space import Param, check_sweep, parse_search_space, search_spaces_dir
+from ups.training.stages import stage_named
 
 COMMAND_LINE = "command line"
+
+
+@dataclass(frozen=True)
+class ResolvedPipeline:
+    """A `stages:` spec: one resolved spec per stage, in order (the upstream run ids are filled in at run time)."""
+
+    path: Path
+    overrides: tuple[str, ...]
+    names: tuple[str, ...]
+    stages: tuple[ResolvedSpec, ...]
+
+    def to_yaml(self) -> str:
+        return "\n".join(f"# ---- stage {n}\n{r.to_yaml()}" for n, r in zip(self.names, self.stages))
 
 
 @dataclass(frozen=True)
@@ -254,9 +268,16 @@ def _choose_block(group: str, raw: Any, spec_file: str) -> tuple[str | None, dic
         return raw, {}
     if isinstance(raw, dict):
         inline = dict(raw)
-        name = inline.pop("from", None)
+        if group == "stage":  # a stage's block is its kind; its `from` is the run it builds on
+            name = inline.pop("kind", None)
+            if "from" in inline:
+                inline["upstream"] = inline.pop("from")
+            key = "stage.kind"
+        else:
+            name = inline.pop("from", None)
+            key = f"{group}.from"
         if name is not None and not isinstance(name, str):
-            raise SpecError("`from` must name a block", file=spec_file, key=f"{group}.from", got=name)
+            raise SpecError("must name a block", file=spec_file, key=key, got=name)
         return name or DEFAULT_BLOCKS.get(group), inline
     raise SpecError(
         "must be a block name or a mapping (`{from: NAME, key: value}`)", file=spec_file, key=group, got=raw
@@ -264,11 +285,46 @@ def _choose_block(group: str, raw: Any, spec_file: str) -> tuple[str | None, dic
 
 
 def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ResolvedSpec:
-    """Load, compose and check a spec. Raises `SpecError` (one line) for anything wrong."""
+    """Load, compose and check a single-stage spec. Raises `SpecError` (one line) for anything wrong."""
+    experiment = load_experiment(path, overrides)
+    if isinstance(experiment, ResolvedPipeline):
+        raise SpecError(
+            "this command takes a single-stage spec, and this is a pipeline (`stages:`)",
+            file=str(path),
+            key="stages",
+            hint="Run the pipeline with `ups-exp run`; sweep or promote one stage through a spec with "
+            "`stage: {kind: KIND, from: RUN_ID}`.",
+        )
+    return experiment
+
+
+def load_experiment(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = ()
+) -> ResolvedSpec | ResolvedPipeline:
+    """A single-stage spec, or a pipeline when the file has `stages:`."""
     path = Path(path)
-    spec_file = str(path)
     raw = read_yaml_mapping(path)
+    if "stages" in raw:
+        from ups.spec.pipeline import load_pipeline
+
+        return load_pipeline(path, raw, overrides)
+    return compose(path, raw, overrides)
+
+
+def compose(
+    path: Path,
+    raw: dict[str, Any],
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    in_pipeline: bool = False,
+) -> ResolvedSpec:
+    """Compose one stage's spec from its file's mapping (`raw`) and the command line's overrides."""
+    spec_file = str(path)
     dotted = parse_overrides(overrides)
+    if "stage.from" in dotted:
+        dotted["stage.upstream"] = dotted.pop("stage.from")
+    if isinstance(dotted.get("stage.kind"), str):  # a different kind is a different block
+        dotted["stage"] = dotted.pop("stage.kind")
     configs = configs_dir(path)
 
     layers: list[tuple[str, dict[str, Any]]] = []
@@ -308,8 +364,11 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         layers.append((COMMAND_LINE, _nest(dotted)))
     layers = [(src, _resolve_tasks(layer, configs, src)) for src, layer in layers]
 
+    kind = blocks["stage"] or DEFAULT_BLOCKS["stage"]
+    stage = stage_named(kind, file=spec_file)
     merged = OmegaConf.structured(Spec)
     OmegaConf.set_readonly(merged, False)
+    merged.stage = OmegaConf.structured(stage.config)  # the kind picks the schema before blocks merge
     provenance: dict[str, str] = {}
     for source, layer in layers:
         try:
@@ -328,6 +387,13 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     assert isinstance(spec, Spec)
     source = lambda key: provenance.get(key, spec_file)  # noqa: E731
     check_spec(spec, source)
+    if stage.consumes and spec.stage.upstream is None and not in_pipeline:
+        raise SpecError(
+            f"the {kind} stage builds on a trained {stage.consumes} stage: name its run",
+            file=spec_file,
+            key="stage.from",
+            hint=f"stage: {{kind: {kind}, from: RUN_ID}} (or models:/NAME@ALIAS), or chain both in `stages:`.",
+        )
     params, space_file = _load_search_space(spec, configs, source)
 
     def compose(key: str, value: Any) -> None:
@@ -370,7 +436,9 @@ def _load_search_space(spec: Spec, configs: Path, source) -> tuple[list[Param] |
 
 def spec_from_dict(data: dict[str, Any]) -> Spec:
     """Rebuild a `Spec` from its `to_dict()` form (e.g. a checkpoint's hyperparameters)."""
-    merged = OmegaConf.merge(OmegaConf.structured(Spec), data)
-    spec = OmegaConf.to_object(merged)
+    merged = OmegaConf.structured(Spec)
+    OmegaConf.set_readonly(merged, False)
+    merged.stage = OmegaConf.structured(stage_named(data.get("stage", {}).get("kind", "operator")).config)
+    spec = OmegaConf.to_object(OmegaConf.merge(merged, data))
     assert isinstance(spec, Spec)
     return spec

@@ -27,9 +27,61 @@ class LossConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class StageConfig:
-    kind: Literal["operator"] = "operator"
-    """Which stage trains. Only `operator` is built so far."""
+    """What every stage has; `kind` picks the subclass (the stage table in `ups.training.stages`)."""
+
+    kind: str = "operator"
+    """Which stage trains: operator, diffusion_residual, consistency_distill or steady_prior."""
+    upstream: str | None = None
+    """`from:` in YAML. The run id or `models:/NAME@ALIAS` whose predictor this stage builds on (single-stage
+    specs of a stage that consumes another; a pipeline fills it in from the previous stage's run)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperatorStage(StageConfig):
+    kind: str = "operator"
     loss: LossConfig = field(default_factory=LossConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiffusionResidualStage(StageConfig):
+    """PDE-Refiner (Lippe et al. 2023) with the frozen operator as its step k = 0."""
+
+    kind: str = "diffusion_residual"
+    num_steps: int = 3
+    """K: denoising steps after the operator's prediction."""
+    sigma_min: float = 4.0e-7
+    """Noise level of the last step, in normalized units; step k uses sigma_min^(k/K)."""
+    ema_decay: float = 0.995
+    """Decay of the moving average of the refiner's weights that is evaluated and saved as the predictor."""
+    eval_seed: int = 0
+    """Seed of the noise drawn during evaluation (the same draws for every checkpoint)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsistencyDistillStage(StageConfig):
+    """A student that reproduces the K-step refiner in `num_evals` network evaluations."""
+
+    kind: str = "consistency_distill"
+    num_evals: int = 1
+    """Refiner evaluations per prediction at inference: 1 or 2."""
+    ema_decay: float = 0.995
+    eval_seed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SteadyPriorStage(StageConfig):
+    """Coefficient and forcing (and PDE parameters) → the steady-state solution."""
+
+    kind: str = "steady_prior"
+
+
+STAGE_CONFIGS: dict[str, type[StageConfig]] = {
+    "operator": OperatorStage,
+    "diffusion_residual": DiffusionResidualStage,
+    "consistency_distill": ConsistencyDistillStage,
+    "steady_prior": SteadyPriorStage,
+}
+"""Stage kind → its config class (torch-free half of the stage table)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,16 +90,22 @@ class GeneratorConfig:
     """Resolution of the spectral solver; stored data is subsampled to `data.num_points`."""
     seed: int = 0
     """Seed of the random initial conditions (trajectory i depends only on this and i)."""
+    burn_in: float = 100.0
+    """Kuramoto–Sivashinsky: time integrated and discarded before the first frame (onto the attractor)."""
 
 
-FAMILIES = ("burgers1d", "advection1d", "reaction_diffusion1d")
+FAMILIES = ("burgers1d", "advection1d", "reaction_diffusion1d", "ks1d", "steady_diffusion1d")
+STEADY_FAMILIES = ("steady_diffusion1d",)
+"""Families without time: samples of (coefficient, forcing) → solution, for the `steady_prior` stage."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class SourceConfig:
     """One PDE data set: a PDEBench file or a generator, subsampled to the model's grid and frame spacing."""
 
-    family: Literal["burgers1d", "advection1d", "reaction_diffusion1d"] = "burgers1d"
+    family: Literal["burgers1d", "advection1d", "reaction_diffusion1d", "ks1d", "steady_diffusion1d"] = (
+        "burgers1d"
+    )
     """PDE family; selects the generator when `path` is absent."""
     path: str | None = None
     """A PDEBench HDF5 file. When absent, the family's generator makes the data (cached in $UPS_HOME/data)."""
@@ -59,14 +117,20 @@ class SourceConfig:
     """Advection speed. A file's `beta` attribute or file name takes precedence."""
     rho: float | None = None
     """Reaction rate (diffusion-reaction). A file's `rho` attribute or file name takes precedence."""
+    length_low: float | None = None
+    """Kuramoto–Sivashinsky: each trajectory's domain length L is drawn from U[length_low, length_high]."""
+    length_high: float | None = None
     num_trajectories: int = 1024
-    """Trajectories used (the first N of the file or generator)."""
+    """Trajectories used (the first N of the file or generator); samples, for a steady family."""
     num_points: int = 256
     """Spatial grid the model sees; the file's grid is subsampled to it."""
     dt: float = 0.05
     """Frame spacing the model sees; the file's frames are subsampled to it."""
     num_frames: int = 41
     """Frames per trajectory (including the initial state)."""
+    train_frames: int | None = None
+    """Frames of each training trajectory that training windows are cut from; null: all `num_frames`. (KS trains
+    on short trajectories and evaluates long ones, so the correlation time is not censored.)"""
     split_seed: int = 0
     """Seed of the trajectory-level train/val/test assignment (independent of `seed`)."""
     val_fraction: float = 0.1
@@ -216,7 +280,8 @@ class SweepConfig:
     """`wilcoxon` pruner: p-value threshold of the paired test on the validation panel."""
     metric: str = "val/rollout_nrmse"
     """The objective: a `val/` metric (its best value over the trial's epochs)."""
-    direction: Literal["minimize", "maximize"] = "minimize"
+    direction: Literal["minimize", "maximize"] | None = None
+    """null: the metric's own direction (`corr_time` and gains are maximized, errors minimized)."""
     objectives: list[str] = field(default_factory=list)
     """Multi-objective: metric names, plus `model/num_params` and `model/inference_ms`; replaces `metric`."""
     directions: list[str] = field(default_factory=list)
@@ -259,7 +324,8 @@ class RegistryConfig:
     """Registered model name; null: the spec's name."""
     select_metric: str = "val/rollout_nrmse"
     """How the candidate is chosen among finished trials/runs (a `val/` metric: the test split never selects)."""
-    select_direction: Literal["minimize", "maximize"] = "minimize"
+    select_direction: Literal["minimize", "maximize"] | None = None
+    """null: the metric's own direction."""
     gates: GatesConfig = field(default_factory=GatesConfig)
 
 
@@ -269,7 +335,7 @@ class Spec:
     """MLflow experiment, W&B project and (later) Optuna study name."""
     seed: int = 0
     """Model/training seed (the data split has its own, `data.split_seed`)."""
-    stage: StageConfig = field(default_factory=StageConfig)
+    stage: StageConfig = field(default_factory=OperatorStage)
     data: DataConfig = field(default_factory=DataConfig)
     model: OperatorConfig = field(default_factory=OperatorConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)

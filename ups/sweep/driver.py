@@ -15,10 +15,10 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from ups.tracking import workspace
 from ups.spec.errors import SpecError, did_you_mean
 from ups.spec.load import ResolvedSpec, flatten_tree, load_spec
 from ups.spec.redact import redact
+from ups.tracking import workspace
 
 log = logging.getLogger(__name__)
 

@@ -49,9 +49,9 @@ class Objective:
         self.base = base_values(resolved)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        from ups.run.single import TrialHooks, run_spec
+        from ups.run.single import RunHooks, run_spec
         from ups.sweep.driver import trial_spec
-        from ups.training.operator_module import NonFiniteLossError
+        from ups.training.stage_module import NonFiniteLossError
 
         cfg = self.resolved.spec.sweep
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which process ran it
@@ -76,12 +76,13 @@ class Objective:
             trial.set_user_attr("wandb_run_id", run_id if spec.spec.tracking.wandb.enabled else None)
 
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # one line per trial is enough
-        hooks = TrialHooks(
+        hooks = RunHooks(
             callbacks=callbacks,
             tags=tags,
             wandb_group=self.study_name,
             on_start=started,
             plots=cfg.trial_plots,
+            test=False,
         )
         try:
             result = run_spec(spec, progress_bar=False, trial=hooks)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ups.tracking import workspace
 from ups.spec.errors import SpecError
 from ups.spec.load import ResolvedSpec
 from ups.spec.redact import redact
+from ups.tracking import workspace
 
 
 def study_status(
@@ -15,8 +15,8 @@ def study_status(
 ) -> dict[str, Any]:
     import optuna
 
-    from ups.sweep.study import default_storage, make_storage
     from ups.sweep.driver import best_trials
+    from ups.sweep.study import default_storage, make_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     home = workspace.home()

@@ -18,6 +18,7 @@ import optuna
 
 from ups.spec.errors import SpecError
 from ups.spec.load import ResolvedSpec
+from ups.spec.metrics import direction, sweep_direction
 from ups.spec.redact import redact
 from ups.spec.schema import DEFAULTS_EPOCH, SweepConfig
 
@@ -130,8 +131,9 @@ def make_pruner(cfg: SweepConfig) -> optuna.pruners.BasePruner:
         kw = {} if cfg.reduction_factor is None else {"reduction_factor": cfg.reduction_factor}
         pruner = cls(min_resource=max(1, cfg.warmup_epochs), **kw)
     elif p == "threshold":
-        upper = cfg.threshold if cfg.direction == "minimize" else None
-        lower = cfg.threshold if cfg.direction == "maximize" else None
+        minimize = (cfg.direction or direction(cfg.metric)) == "minimize"
+        upper = cfg.threshold if minimize else None
+        lower = None if minimize else cfg.threshold
         pruner = optuna.pruners.ThresholdPruner(upper=upper, lower=lower, n_warmup_steps=0)
     elif p == "wilcoxon":
         pruner = optuna.pruners.WilcoxonPruner(p_threshold=cfg.wilcoxon_p, n_startup_steps=0)
@@ -174,7 +176,7 @@ def find_or_create_study(
         study_name = f"{base}-{k}"
         k += 1
     cfg = spec.sweep
-    directions = list(cfg.directions) if cfg.objectives else [cfg.direction]
+    directions = list(cfg.directions) if cfg.objectives else [sweep_direction(spec)]
     study = optuna.create_study(study_name=study_name, storage=storage, directions=directions)
     study.set_user_attr("ups.base_name", base)
     study.set_user_attr("ups.comparable_hash", wanted)

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ups import __version__
-from ups.tracking.workspace import RunRecord, default_mlflow_uri, new_record
 from ups.spec.load import ResolvedSpec, flatten_tree
 from ups.spec.redact import redact, redact_tree
+from ups.tracking.workspace import RunRecord, default_mlflow_uri, new_record
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,29 @@ def band_nrmse(pred: torch.Tensor, true: torch.Tensor) -> dict[str, torch.Tensor
     return out
 
 
+def pearson(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """Spatial Pearson correlation per field, averaged over fields: (..., C, X) → (...)."""
+    p = pred.double() - pred.double().mean(dim=-1, keepdim=True)
+    t = true.double() - true.double().mean(dim=-1, keepdim=True)
+    den = (p.norm(dim=-1) * t.norm(dim=-1)).clamp_min(EPS)
+    return ((p * t).sum(dim=-1) / den).mean(dim=-1)
+
+
+CORR_THRESHOLD = 0.8
+"""corr_time: the time until the correlation with the truth first drops below this (PDE-Refiner's measure)."""
+
+
+def steps_above(corr: torch.Tensor) -> torch.Tensor:
+    """Steps before a correlation curve (..., H) first drops below CORR_THRESHOLD (H if it never does)."""
+    below = corr < CORR_THRESHOLD
+    first = torch.where(
+        below.any(dim=-1), below.double().argmax(dim=-1), torch.full_like(corr[..., 0], corr.shape[-1])
+    )
+    return first.double()
+
+
 Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+_ONESTEP_CHUNK = 2048  # samples per one-step forward pass: long horizons make (B·H) large
 
 
 @torch.no_grad()
@@ -71,7 +93,17 @@ def evaluate_batch(
     # one step from true states, over the same window the rollout covers
     inputs = traj[:, context_frames - 1 : context_frames - 1 + horizon]  # (B, H, C, X)
     flat = inputs.reshape(b * h, *inputs.shape[2:])
-    one = step(flat, params.repeat_interleave(h, dim=0), dt.repeat_interleave(h, dim=0)).reshape_as(target)
+    flat_params, flat_dt = params.repeat_interleave(h, dim=0), dt.repeat_interleave(h, dim=0)
+    one = torch.cat(
+        [
+            step(
+                flat[i : i + _ONESTEP_CHUNK],
+                flat_params[i : i + _ONESTEP_CHUNK],
+                flat_dt[i : i + _ONESTEP_CHUNK],
+            )
+            for i in range(0, b * h, _ONESTEP_CHUNK)
+        ]
+    ).reshape_as(target)
 
     preds = []
     u = start
@@ -86,6 +118,9 @@ def evaluate_batch(
         "persistence_nrmse": nrmse(inputs, target).mean(dim=1),
         "rollout_steps": nrmse(rollout, target),
         "persistence_rollout_steps": nrmse(still, target),
+        "corr_steps": pearson(rollout, target),
+        "persistence_corr_steps": pearson(still, target),
+        "dt": dt.double(),
     }
     for band, v in band_nrmse(rollout, target).items():
         out[f"band_{band}"] = v.mean(dim=1)
@@ -105,6 +140,11 @@ def summarize(per_sample: dict[str, torch.Tensor], horizons: list[int]) -> dict[
             metrics[f"{prefix}rollout_nrmse@{h}"] = steps[:, h - 1].mean().item()
         for band in BAND_EDGES:
             metrics[f"{prefix}nrmse_band_{band}"] = per_sample[f"{prefix}band_{band}"].mean().item()
+        # DESIGN: the mean correlation curve over samples crosses the threshold; in the family's time units
+        curve = per_sample[f"{prefix}corr_steps"].mean(dim=0)  # (H,)
+        metrics[f"{prefix}corr_time"] = steps_above(curve).item() * per_sample["dt"].mean().item()
+        if prefix == "":
+            metrics["corr_time_censored"] = float(bool((curve >= CORR_THRESHOLD).all()))
     return metrics
 
 
@@ -148,6 +188,8 @@ def per_sample_metric(
         return per_sample[f"{prefix}rollout_steps"].mean(dim=1)
     if base == "nrmse":
         return per_sample[f"{prefix}nrmse"]
+    if base == "corr_time":
+        return steps_above(per_sample[f"{prefix}corr_steps"]) * per_sample["dt"]
     if base.startswith("nrmse_band_"):
         return per_sample[f"{prefix}band_{base.removeprefix('nrmse_band_')}"]
     raise KeyError(name)

@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 
 from ups.spec.schema import Spec
+from ups.training.optim import mode
 
 
 def checkpoint_callback(spec: Spec, run_dir: Path) -> ModelCheckpoint:
@@ -17,7 +18,7 @@ def checkpoint_callback(spec: Spec, run_dir: Path) -> ModelCheckpoint:
         filename="epoch{epoch:03d}",
         auto_insert_metric_name=False,
         monitor=spec.train.checkpoint_metric,
-        mode="min",
+        mode=mode(spec.train.checkpoint_metric),
         save_top_k=spec.train.save_top_k,
         save_last=True,  # `--resume` continues from last.ckpt
     )
@@ -44,7 +45,7 @@ def build_trainer(
         callbacks.append(
             EarlyStopping(
                 monitor=t.early_stopping.metric,
-                mode="min",
+                mode=mode(t.early_stopping.metric),
                 patience=t.early_stopping.patience,
                 min_delta=t.early_stopping.min_delta,
                 check_finite=True,

@@ -1,0 +1,109 @@
+"""LightningModule of the `consistency_distill` stage: a student that reproduces the K-step refiner (the teacher)
+in 1 or 2 evaluations.
+
+The student starts from the teacher's weights. On the fly, the frozen teacher refines the operator's prediction
+through all K levels, keeping each level's noised input z̃ᵏ (one noise draw) and its final output ẑᴷ. The student
+S, evaluated at a level k it uses at inference, must map z̃ᵏ to ẑᴷ in one step: z̃ᵏ − σ_k S(z_t, z̃ᵏ, k) ≈ ẑᴷ, i.e.
+‖S − (z̃ᵏ − ẑᴷ)/σ_k‖² (the refiner's loss, with the teacher's output in place of the true state).
+Legend: B batch, C fields, X grid points.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ups.data.params import LEGACY_LAYOUT
+from ups.models.predictors import refined_predictor
+from ups.models.refiner import RefinedOperator, student_steps
+from ups.training.operator_module import optimizers_for
+from ups.training.stage_module import StageModule, check_finite, ema_update
+
+
+class ConsistencyDistillModule(StageModule):
+    def __init__(
+        self,
+        spec: dict,
+        lineage: list | tuple = (),
+        layout: list | tuple = LEGACY_LAYOUT,
+        upstream_state: dict | None = None,
+    ) -> None:
+        """`upstream_state`: the teacher predictor's weights (operator + refiner; absent when loading a checkpoint)."""
+        super().__init__(spec, lineage, layout)
+        self.save_hyperparameters(ignore=["upstream_state"])
+        teacher = refined_predictor(self.lineage[:-1], self.layout)
+        if upstream_state is not None:
+            teacher.load_state_dict(upstream_state)
+        teacher.requires_grad_(False)
+        self.operator, self.teacher_refiner = teacher.operator, teacher.refiner
+        self.student = copy.deepcopy(teacher.refiner).requires_grad_(True)
+        self.student_ema = copy.deepcopy(teacher.refiner)
+        self.levels = student_steps(teacher.num_steps, self.spec.stage.num_evals)
+
+    def teacher(self) -> RefinedOperator:
+        t = self.lineage[-2].stage
+        return RefinedOperator(
+            self.operator, self.teacher_refiner, num_steps=t.num_steps, sigma_min=t.sigma_min
+        )
+
+    def predictor(self) -> RefinedOperator:
+        t = self.lineage[-2].stage
+        return RefinedOperator(
+            self.operator, self.student_ema, num_steps=t.num_steps, sigma_min=t.sigma_min, steps=self.levels
+        )
+
+    def references(self) -> dict:
+        return {"operator": self.operator, "teacher": self.teacher()}
+
+    def derived_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        out = {}
+        for key in [k for k in metrics if k.endswith("teacher_rollout_nrmse")]:
+            head = key[: -len("teacher_rollout_nrmse")]
+            op, teacher = metrics[f"{head}operator_rollout_nrmse"], metrics[key]
+            out[f"{head}gain_kept_rollout_nrmse"] = _share(op - metrics[f"{head}rollout_nrmse"], op - teacher)
+            op, teacher = metrics[f"{head}operator_corr_time"], metrics[f"{head}teacher_corr_time"]
+            out[f"{head}gain_kept_corr_time"] = _share(metrics[f"{head}corr_time"] - op, teacher - op)
+        if self.timing.get("model") and "teacher" in self._timing_reference:
+            out["speedup"] = self._timing_reference["teacher"] / self.timing["model"]
+        return out
+
+    def _eval_epoch_end(self, split: str) -> None:
+        if "teacher" in self.timing:  # measured once (the teacher is frozen and then cached)
+            self._timing_reference = {"teacher": self.timing["teacher"]}
+        super()._eval_epoch_end(split)
+
+    _timing_reference: dict[str, float] = {}
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        window, params, dt, _task = batch  # (B, K+1, C, X): only the first state is used
+        teacher = self.teacher()
+        with torch.no_grad():
+            z_t = self.operator.normalize(window[:, 0])  # (B, C, X)
+            z = self.operator.normalize(self.operator(window[:, 0], params, dt))
+            noisy = {}
+            for k in teacher.steps:
+                noisy[k], z = teacher.refine_step(z_t, z, k, params, dt)
+        pick = torch.randint(len(self.levels), (z_t.shape[0],), device=z_t.device)  # (B,)
+        k = torch.tensor(self.levels, device=z_t.device)[pick]  # (B,)
+        stacked = torch.stack([noisy[level] for level in self.levels])  # (L, B, C, X)
+        z_in = stacked[pick, torch.arange(z_t.shape[0], device=z_t.device)]  # (B, C, X)
+        sigma = (teacher.sigma_min ** (k.double() / teacher.num_steps)).to(z_t.dtype).view(-1, 1, 1)
+        target = (z_in - z) / sigma
+        pred = self.student(z_t, z_in, k.to(z_t.dtype) / teacher.num_steps, params, dt)
+        loss = (pred - target).square().mean()
+        check_finite(loss, self.global_step)
+        self.log("train/loss", loss, batch_size=z_t.shape[0])
+        self.log("loss", loss, prog_bar=True, logger=False, batch_size=z_t.shape[0])
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        ema_update(self.student_ema, self.student, self.spec.stage.ema_decay)
+
+    def configure_optimizers(self):
+        return optimizers_for(self, self.student)
+
+
+def _share(achieved: float, possible: float) -> float:
+    """The fraction of a gain kept; NaN when the teacher gained nothing to keep."""
+    return achieved / possible if possible > 0 else float("nan")

@@ -1,0 +1,71 @@
+"""LightningModule of the `diffusion_residual` stage: PDE-Refiner's refiner trained against a frozen operator.
+
+Training pairs (u_t, u_{t+1}) come from the data: k ~ U{1..K}, σ_k = σ_min^(k/K), z̃ = z_{t+1} + σ_k ε (the TRUE
+next state is noised, as in the paper), loss ‖R(z_t, z̃, k) − ε‖². An exponential moving average of the refiner's
+weights is what is evaluated and saved as the predictor. Legend: B batch, C fields, X grid points.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ups.data.params import LEGACY_LAYOUT
+from ups.models.predictors import operator_predictor
+from ups.models.refiner import RefinedOperator, Refiner
+from ups.training.operator_module import optimizers_for
+from ups.training.stage_module import StageModule, check_finite, ema_update
+
+
+class DiffusionResidualModule(StageModule):
+    def __init__(
+        self,
+        spec: dict,
+        lineage: list | tuple = (),
+        layout: list | tuple = LEGACY_LAYOUT,
+        upstream_state: dict | None = None,
+    ) -> None:
+        """`upstream_state`: the operator predictor's weights (absent when a checkpoint is loaded)."""
+        super().__init__(spec, lineage, layout)
+        self.save_hyperparameters(ignore=["upstream_state"])
+        self.operator = operator_predictor(self.lineage[:-1], self.layout)
+        if upstream_state is not None:
+            self.operator.load_state_dict(upstream_state)
+        self.operator.requires_grad_(False)
+        self.refiner = Refiner(self.spec.model, num_fields=1, num_params=len(self.layout))
+        self.ema = copy.deepcopy(self.refiner).requires_grad_(False)
+
+    def predictor(self) -> RefinedOperator:
+        st = self.spec.stage
+        return RefinedOperator(self.operator, self.ema, num_steps=st.num_steps, sigma_min=st.sigma_min)
+
+    def references(self) -> dict:
+        return {"operator": self.operator}
+
+    def derived_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        return {
+            key.replace("operator_corr_time", "gain_corr_time"): metrics[key.replace("operator_", "")] / value
+            for key, value in metrics.items()
+            if key.endswith("operator_corr_time") and value > 0
+        }
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        window, params, dt, _task = batch  # (B, K+1, C, X): only the first pair is used
+        st, op = self.spec.stage, self.operator
+        z_t, z_next = op.normalize(window[:, 0]), op.normalize(window[:, 1])  # (B, C, X)
+        k = torch.randint(1, st.num_steps + 1, (z_t.shape[0],), device=z_t.device)  # (B,)
+        sigma = (st.sigma_min ** (k.double() / st.num_steps)).to(z_t.dtype).view(-1, 1, 1)  # (B, 1, 1)
+        eps = torch.randn_like(z_next)
+        pred = self.refiner(z_t, z_next + sigma * eps, k.to(z_t.dtype) / st.num_steps, params, dt)
+        loss = (pred - eps).square().mean()
+        check_finite(loss, self.global_step)
+        self.log("train/loss", loss, batch_size=z_t.shape[0])
+        self.log("loss", loss, prog_bar=True, logger=False, batch_size=z_t.shape[0])
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        ema_update(self.ema, self.refiner, self.spec.stage.ema_decay)
+
+    def configure_optimizers(self):
+        return optimizers_for(self, self.refiner)

@@ -1,0 +1,176 @@
+"""What every trajectory stage's LightningModule shares: the resolved spec and its lineage in the checkpoint,
+PDEBench-style evaluation of the stage's predictor next to persistence (and next to the frozen predictors it
+builds on), per-sample errors gathered across ranks, and checkpoints that hold plain keys and the RNG state.
+
+Legend: B batch, T frames, C fields, X grid points.
+"""
+
+from __future__ import annotations
+
+import time
+
+import lightning.pytorch as L
+import torch
+from torch import nn
+
+from ups.data.params import LEGACY_LAYOUT
+from ups.models.operator import rollout
+from ups.spec.load import spec_from_dict
+from ups.spec.metrics import report_horizons
+from ups.training.metrics import evaluate_batch, summarize_tasks
+from ups.training.stages import REFERENCE
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN/inf (the reason a sweep records is `nan`)."""
+
+
+def check_finite(loss: torch.Tensor, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(f"non-finite training loss at step {step}: {loss.item()}")
+
+
+class StageModule(L.LightningModule):
+    """Subclasses build their networks, `training_step`, `configure_optimizers` and `predictor()`."""
+
+    def __init__(
+        self, spec: dict, lineage: list[dict] | tuple = (), layout: list[str] | tuple = LEGACY_LAYOUT
+    ) -> None:
+        super().__init__()
+        self.spec = spec_from_dict(spec)
+        self.lineage = [*(spec_from_dict(d) for d in lineage), self.spec]
+        """Resolved specs from the operator's to this stage's: they define every predictor's architecture."""
+        self.layout = tuple(layout)
+        self._per_sample: dict[str, list[torch.Tensor]] = {}
+        self._references: dict[str, dict[str, list[torch.Tensor]]] = {}
+        self._reference_metrics: dict[str, dict[str, dict[str, float]]] = {}
+        self.timing: dict[str, float] = {}
+        """Seconds spent predicting in the latest evaluation, per predictor (`model` and each reference)."""
+        self.last_eval: dict[str, dict] = {}
+        """Per split: per-sample errors and one example rollout from the latest evaluation."""
+
+    def predictor(self) -> nn.Module:
+        """The one-step predictor this stage is evaluated (and registered) as."""
+        raise AssertionError(f"{type(self).__name__} must define predictor()")
+
+    def references(self) -> dict[str, nn.Module]:
+        """Frozen predictors scored next to this one on the same trajectories and noise (e.g. `operator`)."""
+        return {}
+
+    def setup_data(self, datamodule) -> None:
+        """Called once before training with the datamodule (normalization statistics come from train only)."""
+
+    def forward(self, u: torch.Tensor, params: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+        return self.predictor()(u, params, dt)
+
+    # evaluation -----------------------------------------------------------------------------------
+    def _evaluate(self, model: nn.Module, batch, batch_idx: int, name: str) -> dict[str, torch.Tensor]:
+        traj, params, dt, task = batch  # (B, T, C, X), (B, P), (B,), (B,)
+        e = self.spec.eval
+        start = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(
+                getattr(self.spec.stage, "eval_seed", 0) * 1_000_003 + batch_idx * 1_009 + self.global_rank
+            )
+            out = evaluate_batch(model, traj, params, dt, context_frames=e.context_frames, horizon=e.horizon)
+        self.timing[name] = self.timing.get(name, 0.0) + time.perf_counter() - start
+        out["task"] = task
+        return out
+
+    def _eval_step(self, batch, batch_idx: int, split: str) -> None:
+        model = self.predictor()
+        for name, v in self._evaluate(model, batch, batch_idx, "model").items():
+            self._per_sample.setdefault(name, []).append(v.detach().cpu())
+        for ref, ref_model in self.references().items():
+            if split in self._reference_metrics.get(ref, {}):
+                continue  # frozen: the same trajectories and noise give the same numbers
+            store = self._references.setdefault(ref, {})
+            for name, v in self._evaluate(ref_model, batch, batch_idx, ref).items():
+                store.setdefault(name, []).append(v.detach().cpu())
+        if "example" not in self._per_sample:
+            traj, params, dt, _ = batch
+            c = self.spec.eval.context_frames
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                pred = rollout(model, traj[:1, c - 1], params[:1], dt[:1], self.spec.eval.horizon)
+            self._per_sample["example"] = [torch.cat([traj[:1, :c], pred], dim=1).cpu(), traj[:1].cpu()]
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "test")
+
+    def on_validation_epoch_start(self) -> None:
+        self.timing = {}
+
+    def on_test_epoch_start(self) -> None:
+        self.timing = {}
+
+    def _summary(self, local: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        gathered = self._gather(local)
+        return gathered, summarize_tasks(gathered, report_horizons(self.spec), self.spec.data.task_names())
+
+    def _eval_epoch_end(self, split: str) -> None:
+        example = self._per_sample.pop("example", None)
+        local = {k: torch.cat(v) for k, v in self._per_sample.items()}
+        self._per_sample = {}
+        if not local:
+            return
+        gathered, metrics = self._summary(local)
+        for ref in self.references():
+            cached = self._reference_metrics.setdefault(ref, {})
+            if split not in cached:
+                _, cached[split] = self._summary(
+                    {k: torch.cat(v) for k, v in self._references.pop(ref).items()}
+                )
+            for key, value in cached[split].items():
+                head, _, base = key.rpartition("/")
+                if base in REFERENCE:
+                    metrics[f"{head}/{ref}_{base}" if head else f"{ref}_{base}"] = value
+        metrics.update(self.derived_metrics(metrics))
+        self.log_dict({f"{split}/{k}": v for k, v in metrics.items()}, sync_dist=False, rank_zero_only=False)
+        self.last_eval[split] = {"per_sample": gathered, "metrics": metrics, "example": example}
+
+    def derived_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Metrics computed from the others (gains over the references); keys without the split prefix."""
+        return {}
+
+    def _gather(self, local: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Concatenate per-sample errors across ranks (shards differ in size by at most one)."""
+        if self.trainer is None or self.trainer.world_size == 1:
+            return local
+        out = {}
+        for name, v in local.items():
+            n = torch.tensor([v.shape[0]], device=self.device)
+            sizes = self.all_gather(n).flatten().tolist()
+            width = max(sizes)
+            padded = torch.zeros((width, *v.shape[1:]), dtype=v.dtype, device=self.device)
+            padded[: v.shape[0]] = v.to(self.device)
+            every = self.all_gather(padded)  # (world, width, ...)
+            out[name] = torch.cat([every[r, : sizes[r]] for r in range(len(sizes))]).cpu()
+        return out
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    # checkpoints: plain keys, and the RNG state for exact resume -----------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["state_dict"] = {
+            k.replace("_orig_mod.", ""): v for k, v in checkpoint["state_dict"].items()
+        }
+        checkpoint["ups_rng"] = {"torch": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "ups_rng" in checkpoint:
+            torch.set_rng_state(checkpoint["ups_rng"]["torch"])
+
+
+def ema_update(average: nn.Module, current: nn.Module, decay: float) -> None:
+    """average ← decay · average + (1 − decay) · current, parameter by parameter."""
+    with torch.no_grad():
+        for a, c in zip(average.parameters(), current.parameters(), strict=True):
+            a.lerp_(c, 1 - decay)
