@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--from-stage", metavar="NAME", help="pipelines: train NAME and every later stage again")
     sweep = with_spec("sweep", "run an Optuna study of the spec's search space (resumable, parallel)")
     sweep.add_argument(
         "--trials", type=int, help="total finished trials the study should reach (overrides sweep.trials)"
@@ -92,11 +93,20 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args.debug)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     from ups.spec.errors import SpecError
-    from ups.spec.load import load_spec
+    from ups.spec.load import ResolvedPipeline, load_experiment, load_spec
 
     try:
-        resolved = load_spec(args.spec, args.overrides)
+        if args.command in ("run", "validate", "show"):
+            resolved = load_experiment(args.spec, args.overrides)
+        else:
+            resolved = load_spec(args.spec, args.overrides)
         if args.command == "validate":
+            if isinstance(resolved, ResolvedPipeline):
+                kinds = " → ".join(
+                    f"{n} ({r.spec.stage.kind})" for n, r in zip(resolved.names, resolved.stages)
+                )
+                print(f"{args.spec}: ok (pipeline {kinds})")
+                return EXIT_OK
             print(
                 f"{args.spec}: ok ({resolved.spec.name}, stage {resolved.spec.stage.kind}, hardware {resolved.blocks['hardware']})"
             )
@@ -152,10 +162,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, resolved) -> int:
     from ups.run.single import RunInterrupted, run_spec, summary
+    from ups.spec.errors import SpecError
+    from ups.spec.load import ResolvedPipeline
     from ups.spec.redact import redact
 
+    pipeline = isinstance(resolved, ResolvedPipeline)
+    if args.from_stage and not pipeline:
+        raise SpecError(
+            "--from-stage needs a pipeline spec (`stages:`)", file="command line", key="--from-stage"
+        )
     try:
-        result = run_spec(resolved, resume=args.resume, progress_bar=not args.no_progress)
+        if pipeline:
+            from ups.run.pipeline import run_pipeline
+
+            result = run_pipeline(resolved, from_stage=args.from_stage, progress_bar=not args.no_progress)
+        else:
+            result = run_spec(resolved, resume=args.resume, progress_bar=not args.no_progress)
     except RunInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -168,9 +190,14 @@ def _run(args: argparse.Namespace, resolved) -> int:
             raise
         print(f"run failed: {exc.__class__.__name__}: {redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
-    if result is None:  # a non-zero DDP rank: rank 0 reports
+    if result is None or (pipeline and not result.stages):  # a non-zero DDP rank: rank 0 reports
         return EXIT_OK
-    print(summary(result))
+    if pipeline:
+        from ups.run.report import pipeline_summary
+
+        print(pipeline_summary(result))
+    else:
+        print(summary(result))
     if args.json:
         print(json.dumps(result.to_json()))
     return EXIT_OK

@@ -17,13 +17,20 @@ def task_names_in(metrics: dict[str, float]) -> list[str]:
     return list(seen)
 
 
+_EXTRA = ("operator_", "teacher_", "gain_", "speedup", "baseline_")
+"""Reference predictors, gains and baselines, listed under the table."""
+
+
 def metrics_table(metrics: dict[str, float], *, wall_seconds: float, where: list[str]) -> str:
     rows = [("metric", "model", "persistence", "model / persistence")]
     tasks = task_names_in(metrics)
+    extra = []
     for split in ("val", "test"):
         for name in (
             "nrmse",
             "rollout_nrmse",
+            "nrmse_band_high",
+            "corr_time",
             *(f"{t}/{n}" for t in tasks for n in ("nrmse", "rollout_nrmse")),
         ):
             key = f"{split}/{name}"
@@ -32,13 +39,27 @@ def metrics_table(metrics: dict[str, float], *, wall_seconds: float, where: list
             model = metrics[key]
             head, _, last = name.rpartition("/")
             base = metrics.get(f"{split}/{head + '/' if head else ''}persistence_{last}", float("nan"))
-            rows.append((key, f"{model:.4f}", f"{base:.4f}", f"{model / base:.3f}" if base else "-"))
+            rows.append((key, f"{model:.4g}", f"{base:.4g}", f"{model / base:.3f}" if base else "-"))
+        extra += [f"{k} = {v:.4g}" for k, v in metrics.items() if k.startswith(f"{split}/") and
+                  k.count("/") == 1 and k.split("/")[1].startswith(_EXTRA)]  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    lines += extra
     lines.append(f"wall time: {wall_seconds:.1f} s")
     lines += where
     return "\n".join(lines)
+
+
+def pipeline_summary(result) -> str:
+    """Each stage's table, then the pipeline's parent run."""
+    parts = []
+    for record in result.stages:
+        note = " (finished before: skipped)" if record.skipped else ""
+        parts.append(f"== stage {record.stage}: run {record.run_id}{note}")
+        parts.append(metrics_table(record.metrics, wall_seconds=record.wall_seconds, where=[]))
+    parts.append(f"pipeline run {result.run_id}: {len(result.stages)} stages, {result.wall_seconds:.1f} s")
+    return "\n".join(parts)
 
 
 def plot_rollout(pred: np.ndarray, true: np.ndarray, *, context_frames: int, path: Path) -> Path:

@@ -250,14 +250,14 @@ def _parent_run(resolved: ResolvedSpec, store, name: str, home) -> str | None:
         return None
     from mlflow.tracking import MlflowClient
 
-    from ups.tracking.session import _mlflow_experiment, flat_params, mlflow_uri
+    from ups.tracking.session import ensure_experiment, flat_params, mlflow_uri
 
     study = optuna.load_study(study_name=name, storage=store)
     uri = mlflow_uri(spec, home)
     client = MlflowClient(tracking_uri=uri)
     run_id = study.user_attrs.get("mlflow_parent_run_id")
     if run_id is None:
-        exp_id = _mlflow_experiment(client, spec.name, uri, home)
+        exp_id = ensure_experiment(client, spec.name, uri, home)
         run = client.create_run(
             exp_id, run_name=f"sweep-{name}", tags={"ups.study": name, "ups.role": "sweep"}
         )

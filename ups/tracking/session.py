@@ -121,7 +121,7 @@ def mlflow_uri(spec, home: Path) -> str:
     return spec.tracking.mlflow.uri or os.environ.get("MLFLOW_TRACKING_URI") or default_mlflow_uri(home)
 
 
-def _mlflow_experiment(client: Any, name: str, uri: str, home: Path) -> str:
+def ensure_experiment(client: Any, name: str, uri: str, home: Path) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
@@ -172,7 +172,7 @@ def start_tracking(
     else:
         run_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         if client is not None:
-            exp_id = _mlflow_experiment(client, spec.name, uri, home)
+            exp_id = ensure_experiment(client, spec.name, uri, home)
             run_id = client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
             client.log_batch(run_id, params=[_param(k, v) for k, v in flat_params(resolved).items()])
         else:
