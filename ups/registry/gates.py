@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ups.spec.metrics import direction
 from ups.spec.schema import GatesConfig
 from ups.training.metrics import per_sample_metric
 
@@ -43,16 +44,22 @@ def evaluate_gates(
     for name, bound in cfg.thresholds.items():
         v = candidate[name]
         gates[f"threshold:{name}"] = Gate(v, bool(v <= bound), f"{name} = {v:.4g} (must be <= {bound})")
-    if cfg.beat_persistence:
-        ratios = [
-            candidate[f"test/{m}"] / candidate[f"test/persistence_{m}"] for m in ("rollout_nrmse", "nrmse")
+    if cfg.beat_persistence:  # the stage's trivial baselines: persistence, or the steady baselines
+        pairs = [
+            (m, f"persistence_{m}")
+            for m in ("rollout_nrmse", "nrmse")
+            if f"test/persistence_{m}" in candidate
         ]
+        pairs = pairs or [("nrmse", b) for b in ("baseline_mean_nrmse", "baseline_harmonic_nrmse")]
+        ratios = [candidate[f"test/{m}"] / candidate[f"test/{b}"] for m, b in pairs]
         gates["beat_persistence"] = Gate(
             ratios[0],
             all(r < 1 for r in ratios),
-            f"model/persistence: rollout {ratios[0]:.3f}, one-step {ratios[1]:.3f} (must be < 1)",
+            "model/baseline: "
+            + ", ".join(f"{m} vs {b} {r:.3f}" for (m, b), r in zip(pairs, ratios))
+            + " (must be < 1)",
         )
-    if cfg.stable_rollout:
+    if cfg.stable_rollout and "rollout_steps" in cand_samples:
         steps = cand_samples["rollout_steps"].numpy()
         finite = float(np.isfinite(steps).mean())
         gates["stable_rollout"] = Gate(
@@ -64,12 +71,14 @@ def evaluate_gates(
         else:
             c = per_sample_metric(cand_samples, cfg.champion_metric, task_names).numpy()
             k = per_sample_metric(champ_samples, cfg.champion_metric, task_names).numpy()
-            p = paired_improvement(c, k, margin=cfg.champion_margin)
-            better = c.mean() <= (1 - cfg.champion_margin) * k.mean() and p < cfg.champion_p_value
+            sign = -1.0 if direction(cfg.champion_metric) == "maximize" else 1.0  # compare as errors
+            c, k = sign * c, sign * k
+            p = paired_improvement(c, k, margin=sign * cfg.champion_margin)
+            better = c.mean() <= (1 - sign * cfg.champion_margin) * k.mean() and p < cfg.champion_p_value
             gates["beat_champion"] = Gate(
                 p,
                 bool(better) and not math.isnan(p),
-                f"{cfg.champion_metric}: {c.mean():.4g} vs champion {k.mean():.4g}, margin {cfg.champion_margin}, "
-                f"Wilcoxon p = {p:.3g} (must be < {cfg.champion_p_value})",
+                f"{cfg.champion_metric}: {sign * c.mean():.4g} vs champion {sign * k.mean():.4g}, margin "
+                f"{cfg.champion_margin}, Wilcoxon p = {p:.3g} (must be < {cfg.champion_p_value})",
             )
     return gates

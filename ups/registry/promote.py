@@ -19,7 +19,7 @@ from typing import Any
 
 from ups import __version__
 from ups.spec.errors import SpecError
-from ups.spec.load import ResolvedSpec, spec_from_dict
+from ups.spec.load import ResolvedSpec
 from ups.tracking import workspace
 
 log = logging.getLogger(__name__)
@@ -90,56 +90,19 @@ def _candidate_run(client, resolved: ResolvedSpec, *, study: str | None, run_id:
     return min(runs, key=lambda r: sign * r.data.metrics[metric])
 
 
-def _checkpoint(client, run_id: str, dst: Path) -> Path:
-    local = workspace.home() / "runs" / run_id / "checkpoints"
-    found = sorted(p for p in local.glob("epoch*.ckpt"))
-    if not found:
-        try:
-            folder = Path(client.download_artifacts(run_id, "checkpoints", str(dst)))
-            found = sorted(folder.glob("*.ckpt"))
-        except Exception:
-            found = []
-    if not found:
-        raise SpecError(
-            "the run has no checkpoint to promote",
-            key="--run",
-            got=run_id,
-            hint="Runs log their best checkpoint when tracking.mlflow.log_checkpoint is true.",
-        )
-    return found[-1]
+def _data(loaded, home: Path):
+    """The datamodule a loaded predictor is scored on (its own spec's data, its own parameter layout) and the
+    data sources behind it (none for steady families)."""
+    spec = loaded.spec
+    if loaded.stage.steady:
+        from ups.data.steady_datamodule import SteadyDataModule
 
+        return SteadyDataModule(spec, layout=loaded.layout), []
+    from ups.data.datamodule import PDEDataModule
+    from ups.data.source import load_sources
 
-def _load_candidate(ckpt: Path):
-    import torch
-
-    from ups.data.source import PARAM_DIM
-    from ups.models.operator import LatentOperator
-
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)  # our own checkpoint
-    spec = spec_from_dict(state["hyper_parameters"]["spec"])
-    model = LatentOperator(spec.model, num_fields=1, num_params=PARAM_DIM)
-    model.load_state_dict(
-        {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
-    )
-    return spec, model
-
-
-def load_registered(uri: str):
-    """(config, model) of a registered model, from its artifacts (no unpickling)."""
-    import mlflow
-    import numpy as np
-    import torch
-
-    from ups.models.config import OperatorConfig
-    from ups.models.operator import LatentOperator
-
-    folder = Path(mlflow.artifacts.download_artifacts(uri, dst_path=tempfile.mkdtemp(prefix="ups-model-")))
-    config = json.loads(next(folder.rglob("config.json")).read_text())
-    weights = np.load(next(folder.rglob("weights.npz")), allow_pickle=False)
-    first = next(iter(config["tasks"].values()))
-    model = LatentOperator(OperatorConfig(**config["model"]), num_fields=1, num_params=len(first["params"]))
-    model.load_state_dict({k: torch.from_numpy(weights[k]) for k in weights.files})
-    return config, model
+    sources = load_sources(spec.data, home)
+    return PDEDataModule(spec, sources, layout=loaded.layout), sources
 
 
 def promote(
@@ -153,8 +116,7 @@ def promote(
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from ups.data.datamodule import PDEDataModule
-    from ups.data.source import load_sources
+    from ups.loading import from_checkpoint, from_registered, run_checkpoint
     from ups.registry.gates import evaluate_gates
     from ups.tracking.session import mlflow_uri
     from ups.training.evaluate import evaluate_split
@@ -177,9 +139,11 @@ def promote(
     scratch = Path(tempfile.mkdtemp(prefix="ups-promote-"))
 
     run = _candidate_run(client, resolved, study=study, run_id=run_id)
-    cand_spec, cand_model = _load_candidate(_checkpoint(client, run.info.run_id, scratch))
-    sources = load_sources(cand_spec.data, home)
-    datamodule = PDEDataModule(cand_spec, sources)
+    candidate = from_checkpoint(
+        run_checkpoint(run.info.run_id, home=home, client=client), run_id=run.info.run_id
+    )
+    cand_spec, cand_model = candidate.spec, candidate.predictor()
+    datamodule, sources = _data(candidate, home)
     cand_metrics, cand_samples = evaluate_split(cand_model, datamodule, cand_spec, "test")
 
     with _locked(home / "registry" / f"{name}.lock"):
@@ -189,9 +153,8 @@ def promote(
         except Exception:
             champ_version = None
         if champ_version is not None:
-            champ_config, champ_model = load_registered(f"models:/{name}@{alias}")
-            champion, champ_samples = evaluate_split(champ_model, datamodule, cand_spec, "test")
-            champion["data_fingerprint"] = champ_config.get("data_fingerprint")
+            champ = from_registered(f"models:/{name}@{alias}")
+            champion, champ_samples = evaluate_split(champ.predictor(), datamodule, cand_spec, "test")
         gates = evaluate_gates(
             spec.registry.gates,
             cand_metrics,
@@ -201,12 +164,13 @@ def promote(
             cand_spec.data.task_names(),
         )
         passed = all(g.passed for g in gates.values())
+        shown = spec.registry.gates.champion_metric
         lines = [
-            f"candidate: run {run.info.run_id} ({run.info.run_name}); test/rollout_nrmse {cand_metrics['test/rollout_nrmse']:.4g} vs persistence {cand_metrics['test/persistence_rollout_nrmse']:.4g}"
+            f"candidate: run {run.info.run_id} ({run.info.run_name}), {candidate.stage.kind}; {shown} {cand_metrics[shown]:.4g}"
         ]
         if champ_version is not None:
             lines.append(
-                f"champion: {name} v{champ_version.version} on the same test split: test/rollout_nrmse {champion['test/rollout_nrmse']:.4g}"
+                f"champion: {name} v{champ_version.version} on the same test split: {shown} {champion[shown]:.4g}"
             )
         lines += [f"gate {k}: {'pass' if g.passed else 'FAIL'} — {g.detail}" for k, g in gates.items()]
         if dry_run:
@@ -222,8 +186,7 @@ def promote(
             client,
             name,
             run,
-            cand_spec,
-            cand_model,
+            candidate,
             sources,
             datamodule,
             cand_metrics,
@@ -251,8 +214,7 @@ def _register(
     client,
     name,
     run,
-    spec,
-    model,
+    candidate,
     sources,
     datamodule,
     metrics,
@@ -273,35 +235,52 @@ def _register(
     from ups.run.report import model_card
     from ups.tracking.session import git_commit
 
+    spec = candidate.spec
     x = spec.data.sources()[0].num_points
     weights = scratch / "weights.npz"
-    np.savez(weights, **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
+    np.savez(weights, **{k: v.detach().cpu().numpy() for k, v in candidate.state.items()})
+    fingerprint = combined_fingerprint(sources) if sources else getattr(datamodule, "fingerprint", "")
     config = {
+        "kind": candidate.stage.kind,
+        "lineage": candidate.lineage,
+        "layout": list(candidate.layout),
         "model": {k: getattr(spec.model, k) for k in spec.model.__dataclass_fields__},
         "tasks": {
-            name: {"params": src.vector, "dt": src.dt, "family": src.family, **src.params}
-            for name, src in zip(spec.data.task_names() or ["default"], sources)
+            task: {
+                "params": src.vectors(candidate.layout)[0].tolist(),
+                "dt": src.dt,
+                "family": src.family,
+                **src.params,
+            }
+            for task, src in zip(spec.data.task_names() or ["default"], sources)
         },
         "num_points": x,
         "fields": ["u"],
-        "normalization": {"mean": datamodule.mean.tolist(), "std": datamodule.std.tolist()},
-        "data_fingerprint": combined_fingerprint(sources),
+        "data_fingerprint": fingerprint,
         "spec": dataclasses.asdict(spec),
+        "run_id": run.info.run_id,
         "ups_version": __version__,
     }
     cfg_path = scratch / "config.json"
     cfg_path.write_text(json.dumps(config, indent=1))
+    if candidate.stage.steady:
+        a, f = datamodule.tensors["test"][:2]
+        example = np.stack([a[:2].numpy(), f[:2].numpy()], axis=1)  # (2, 2, X): coefficient and forcing
+        shape, out_shape = (-1, 2, x), (-1, x)
+    else:
+        example = datamodule.states["test"][:2, spec.eval.context_frames - 1, 0].numpy()  # (2, X)
+        shape, out_shape = (-1, x), (-1, x)
     signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, x))]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, x))]),
+        inputs=Schema([TensorSpec(np.dtype(np.float32), shape)]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), out_shape)]),
         params=ParamSchema(
             [
                 ParamSpec("steps", "long", 1),
                 ParamSpec("task", "string", (spec.data.task_names() or ["default"])[0]),
+                ParamSpec("L", "double", 0.0),
             ]
         ),
     )
-    example = datamodule.states["test"][:2, spec.eval.context_frames - 1, 0].numpy()  # (2, X)
     with mlflow.start_run(run_id=run.info.run_id):
         info = mlflow.pyfunc.log_model(
             name="model",
@@ -323,13 +302,14 @@ def _register(
         "ups.study": run.data.tags.get("ups.study", ""),
         "ups.trial": run.data.tags.get("ups.trial", ""),
         "ups.git_commit": git_commit(),
-        "ups.data_fingerprint": combined_fingerprint(sources),
+        "ups.data_fingerprint": fingerprint,
+        "ups.stage": candidate.stage.kind,
         "ups.decision": "promoted" if passed else "rejected",
         "ups.failed_gates": ",".join(k for k, g in gates.items() if not g.passed),
         **{
             f"metric.{k}": f"{v:.6g}"
             for k, v in metrics.items()
-            if k in ("test/nrmse", "test/rollout_nrmse", "test/persistence_rollout_nrmse")
+            if k in ("test/nrmse", "test/rollout_nrmse", "test/persistence_rollout_nrmse", "test/corr_time")
         },
     }
     for k, v in tags.items():
@@ -361,11 +341,10 @@ def _wandb_artifact(spec, name: str, alias: str, folder: Path, run_id: str) -> N
 
 
 def eval_registered(resolved: ResolvedSpec, model_uri: str) -> dict[str, float]:
-    """`ups-exp eval`: a registered model's metrics on the spec's test split, next to persistence."""
+    """`ups-exp eval`: a registered model's metrics on the spec's test split, next to its baselines."""
     import mlflow
 
-    from ups.data.datamodule import PDEDataModule
-    from ups.data.source import load_sources
+    from ups.loading import from_registered
     from ups.tracking.session import mlflow_uri
     from ups.training.evaluate import evaluate_split
 
@@ -375,22 +354,20 @@ def eval_registered(resolved: ResolvedSpec, model_uri: str) -> dict[str, float]:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
-        config, model = load_registered(model_uri)
-    except Exception as exc:
+        loaded = from_registered(model_uri)
+    except SpecError as exc:
+        raise exc.located(file="command line", key="--model") from None
+    want = loaded.spec.data.sources()[0].num_points
+    if want != resolved.spec.data.sources()[0].num_points:
         raise SpecError(
-            f"cannot load the model ({exc.__class__.__name__})",
-            file="command line",
-            key="--model",
-            got=model_uri,
-            hint="Use models:/NAME@ALIAS or models:/NAME/VERSION.",
-        ) from None
-    if config["num_points"] != resolved.spec.data.sources()[0].num_points:
-        raise SpecError(
-            f"the model was made for {config['num_points']} points",
+            f"the model was made for {want} points",
             key="data.num_points",
             got=resolved.spec.data.sources()[0].num_points,
         )
-    metrics, _ = evaluate_split(
-        model, PDEDataModule(resolved.spec, load_sources(resolved.spec.data, home)), resolved.spec, "test"
+    # the model's own stage and parameter layout, on this spec's data and evaluation protocol
+    spec = dataclasses.replace(resolved.spec, stage=loaded.spec.stage)
+    datamodule, _ = _data(
+        dataclasses.replace(loaded, lineage=[*loaded.lineage[:-1], dataclasses.asdict(spec)]), home
     )
+    metrics, _ = evaluate_split(loaded.predictor(), datamodule, spec, "test")
     return metrics

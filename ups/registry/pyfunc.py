@@ -1,11 +1,15 @@
 """The registered model, as MLflow "models from code": this file is logged, not a pickle.
 
-Artifacts: `weights` (an .npz of the state_dict, read with allow_pickle=False) and `config` (JSON: model config,
-ν, Δt, normalization, resolved spec, data fingerprint). Nothing is unpickled when the model loads.
+Artifacts: `weights` (an .npz of the predictor's state_dict, read with allow_pickle=False) and `config` (JSON: the
+stage kind, the lineage of resolved specs that fixes the architecture, the PDE-parameter layout, the tasks' Δt
+and parameter vectors). Nothing is unpickled when the model loads; the predictor is built by `ups.loading`, so a
+chained predictor (operator + refiner, or a distilled student) loads like an operator.
 
-predict(states, params={"steps": K, "task": NAME}): states (B, X) float32 physical states → the next state (B, X)
-for K = 1, or the K-step autoregressive rollout (B, K, X). `task` picks the PDE (multi-task models; default: the
-first task).
+Time-stepping stages: predict(states, params={"steps": K, "task": NAME, "L": VALUE}): states (B, X) float32
+physical states → the next state (B, X) for K = 1, or the K-step autoregressive rollout (B, K, X). `task` picks
+the PDE (multi-task models; default: the first task); `L` sets a Kuramoto–Sivashinsky domain length. Refined
+predictors draw their noise from a fixed seed, so the same input gives the same output.
+Steady prior: predict(inputs) with inputs (B, 2, X) = (coefficient a, forcing f) → the solution u (B, X).
 """
 
 from __future__ import annotations
@@ -17,48 +21,59 @@ import numpy as np
 from mlflow.pyfunc import PythonModel
 
 
-class UpsOperatorModel(PythonModel):
+class UpsPredictorModel(PythonModel):
     def load_context(self, context) -> None:
         import torch
 
-        from ups.models.config import OperatorConfig
-        from ups.models.operator import LatentOperator
+        from ups.loading import from_registered_files
 
         with open(context.artifacts["config"]) as f:
             self.config = json.load(f)
         weights = np.load(context.artifacts["weights"], allow_pickle=False)
+        state = {k: torch.from_numpy(weights[k]) for k in weights.files}
+        self.loaded = from_registered_files(self.config, state, source="pyfunc")
+        self.model = self.loaded.predictor()
         self.tasks = self.config["tasks"]
-        first = next(iter(self.tasks.values()))
-        self.model = LatentOperator(
-            OperatorConfig(**self.config["model"]), num_fields=1, num_params=len(first["params"])
-        )
-        self.model.load_state_dict({k: torch.from_numpy(weights[k]) for k in weights.files})
-        self.model.eval()
 
     def predict(self, context, model_input, params=None):
         import torch
 
+        from ups.data.params import param_vector
+
         params = params or {}
+        if isinstance(model_input, dict):  # a named tensor input
+            (model_input,) = model_input.values()
+        if hasattr(model_input, "to_numpy"):  # a DataFrame
+            model_input = model_input.to_numpy()
+        x = np.asarray(model_input, dtype=np.float32)
+        points = self.config["num_points"]
+        if self.loaded.stage.steady:
+            if x.ndim != 3 or x.shape[1:] != (2, points):
+                raise ValueError(f"inputs must be (batch, 2, {points}) = (a, f), got {x.shape}")
+            a, f = torch.from_numpy(x[:, 0]), torch.from_numpy(x[:, 1])
+            p = torch.tensor(param_vector(self.loaded.layout, "steady_diffusion1d", {})).expand(len(x), -1)
+            with torch.no_grad():
+                return self.model(a, f, p).numpy()
         steps = int(params.get("steps", 1))
         task = params.get("task") or next(iter(self.tasks))
         if task not in self.tasks:
             raise ValueError(f"unknown task {task!r}; the model knows {sorted(self.tasks)}")
         if steps < 1:
             raise ValueError(f"`steps >= 1` must hold, got (steps={steps})")
-        if isinstance(model_input, dict):  # a named tensor input
-            (model_input,) = model_input.values()
-        if hasattr(model_input, "to_numpy"):  # a DataFrame
-            model_input = model_input.to_numpy()
-        x = np.asarray(model_input, dtype=np.float32)
-        if x.ndim != 2 or x.shape[1] != self.config["num_points"]:
-            raise ValueError(f"states must be (batch, {self.config['num_points']}), got {x.shape}")
+        if x.ndim != 2 or x.shape[1] != points:
+            raise ValueError(f"states must be (batch, {points}), got {x.shape}")
+        info = self.tasks[task]
+        vector = info["params"]
+        if params.get("L") is not None:  # a per-trajectory parameter (Kuramoto–Sivashinsky's domain length)
+            vector = param_vector(self.loaded.layout, info["family"], {"L": float(params["L"])})
         u = torch.from_numpy(x).unsqueeze(1)  # (B, C=1, X)
         b = u.shape[0]
-        p = torch.tensor(self.tasks[task]["params"], dtype=torch.float32).expand(b, -1)  # (B, P)
-        dt = torch.full((b,), float(self.tasks[task]["dt"]))
-        with torch.no_grad():
+        p = torch.tensor(vector, dtype=torch.float32).expand(b, -1)  # (B, P)
+        dt = torch.full((b,), float(info["dt"]))
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
             out = self.model.rollout(u, p, dt, steps)[:, :, 0]  # (B, K, X)
         return (out[:, 0] if steps == 1 else out).numpy()
 
 
-mlflow.models.set_model(UpsOperatorModel())
+mlflow.models.set_model(UpsPredictorModel())

@@ -1,4 +1,5 @@
-"""Evaluate a model on a split without a Trainer (promotion, `ups-exp eval`): same metrics as training."""
+"""Evaluate a predictor on a split without a Trainer (promotion, `ups-exp eval`): the same metrics as training,
+with the same seeded noise for stochastic predictors."""
 
 from __future__ import annotations
 
@@ -15,18 +16,37 @@ def evaluate_split(
 ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     """Returns (`<split>/<metric>` values, per-sample errors) for `model` on the datamodule's split."""
     model.eval()
+    if hasattr(datamodule, "mean_solution"):
+        return _evaluate_steady(model, datamodule, split)
     states, params = datamodule.states[split], datamodule.params[split]  # (N, T, C, X), (N, P)
     per_sample: dict[str, list[torch.Tensor]] = {}
     size = spec.eval.batch_size
-    for start in range(0, states.shape[0], size):
+    seed = getattr(spec.stage, "eval_seed", 0)
+    for i, start in enumerate(range(0, states.shape[0], size)):
         traj, p = states[start : start + size], params[start : start + size]
         dt = datamodule.dts[split][start : start + size]
-        out = evaluate_batch(
-            model, traj, p, dt, context_frames=spec.eval.context_frames, horizon=spec.eval.horizon
-        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed * 1_000_003 + i * 1_009)
+            out = evaluate_batch(
+                model, traj, p, dt, context_frames=spec.eval.context_frames, horizon=spec.eval.horizon
+            )
         out["task"] = datamodule.tasks[split][start : start + size]
         for name, v in out.items():
             per_sample.setdefault(name, []).append(v)
     joined = {k: torch.cat(v) for k, v in per_sample.items()}
     metrics = summarize_tasks(joined, report_horizons(spec), spec.data.task_names())
     return {f"{split}/{k}": v for k, v in metrics.items()}, joined
+
+
+def _evaluate_steady(model, datamodule, split: str):
+    a, f, u, params, harmonic = datamodule.tensors[split]
+
+    def nrmse(pred):
+        return (pred - u).double().norm(dim=-1) / u.double().norm(dim=-1).clamp_min(1e-12)
+
+    per_sample = {
+        "nrmse": nrmse(model(a, f, params)),
+        "baseline_mean_nrmse": nrmse(datamodule.mean_solution.expand_as(u)),
+        "baseline_harmonic_nrmse": nrmse(harmonic),
+    }
+    return {f"{split}/{k}": v.mean().item() for k, v in per_sample.items()}, per_sample
