@@ -9,6 +9,13 @@ from ups.spec import SpecError
 from ups.spec.load import load_spec
 from ups.spec.search_space import suggest
 
+STEADY_METRICS = [
+    "train.checkpoint_metric=val/nrmse",
+    "registry.select_metric=val/nrmse",
+    "sweep.metric=val/nrmse",
+    "registry.gates.champion_metric=test/nrmse",
+]
+
 ROOT = Path(__file__).resolve().parents[2]
 BURGERS = ROOT / "specs" / "burgers.yaml"
 
@@ -85,7 +92,18 @@ def test_multi_objective_with_pruning_is_refused():
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "search_spaces").glob("*.yaml")))
 def test_every_shipped_search_space_loads(name):
-    assert load_spec(BURGERS, [f"search_space={name}"]).search_space
+    """A stage's search space is checked against that stage's schema (stage.num_steps exists for the refiner)."""
+    stage = {
+        "diffusion_residual": ["stage=diffusion_residual", "stage.from=RUN"],
+        "consistency_distill": ["stage=consistency_distill", "stage.from=RUN"],
+        "steady_prior": ["stage=steady_prior", "data=steady_diffusion1d", *STEADY_METRICS],
+    }.get(name, [])
+    assert load_spec(BURGERS, [*stage, f"search_space={name}"]).search_space
+
+
+def test_a_stage_key_is_searchable_only_for_its_stage():
+    with pytest.raises(SpecError, match="stage.num_steps: not a spec key that can be searched"):
+        load_spec(BURGERS, ["search_space=diffusion_residual"])
 
 
 def test_conditional_parameters_follow_their_condition():

@@ -431,7 +431,22 @@ def _load_search_space(spec: Spec, configs: Path, source) -> tuple[list[Param] |
             got=spec.search_space,
             hint=did_you_mean(spec.search_space, choices),
         )
-    return parse_search_space(read_yaml_mapping(path), str(path)), path
+    return parse_search_space(read_yaml_mapping(path), str(path), spec), path
+
+
+def with_values(resolved: ResolvedSpec, values: dict[str, Any]) -> ResolvedSpec:
+    """`resolved` with dotted `values` set (a sweep trial), composed in memory from the frozen resolved spec (files
+    are not read again) and checked like a spec; a bad value names the search-space file."""
+    merged = OmegaConf.structured(resolved.spec)
+    OmegaConf.set_readonly(merged, False)
+    source = str(resolved.search_space_file or resolved.path)
+    try:
+        spec = OmegaConf.to_object(OmegaConf.merge(merged, _nest(values)))
+    except OmegaConfBaseException as exc:
+        raise _translate(exc, source, _nest(values)) from None
+    check_spec(spec, lambda _key: source)
+    extra = tuple(f"{k}={json.dumps(v)}" for k, v in values.items())
+    return dataclasses.replace(resolved, spec=spec, overrides=(*resolved.overrides, *extra))
 
 
 def spec_from_dict(data: dict[str, Any]) -> Spec:

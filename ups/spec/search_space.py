@@ -60,20 +60,25 @@ def search_spaces_dir(configs: Path) -> Path:
     return configs.parent / "search_spaces"
 
 
-def _schema_leaf(key: str) -> bool:
-    cls: Any = Spec
+def _schema_leaf(key: str, spec: Spec | None = None) -> bool:
+    """Whether `key` names a value (not a block) of `spec` (whose stage kind decides the stage's keys), or of
+    the schema's defaults."""
+    node: Any = spec if spec is not None else Spec
     for part in key.split("."):
-        if not dataclasses.is_dataclass(cls):
+        if not dataclasses.is_dataclass(node):
             return False
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+        fields = {f.name: f for f in dataclasses.fields(node)}
         if part not in fields:
             return False
-        f = fields[part]
-        cls = f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
-    return not dataclasses.is_dataclass(cls)
+        if isinstance(node, type):
+            f = fields[part]
+            node = f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+        else:
+            node = getattr(node, part)
+    return not dataclasses.is_dataclass(node)
 
 
-def parse_search_space(raw: dict[str, Any], file: str) -> list[Param]:
+def parse_search_space(raw: dict[str, Any], file: str, spec: Spec | None = None) -> list[Param]:
     params: list[Param] = []
     for key, body in raw.items():
         key = str(key)
@@ -83,7 +88,7 @@ def parse_search_space(raw: dict[str, Any], file: str) -> list[Param]:
 
         if not isinstance(body, dict):
             raise bad("must be a mapping like {type: float, low: 0.1, high: 1.0}", body)
-        if not _schema_leaf(key):
+        if not _schema_leaf(key, spec):
             raise bad(
                 "not a spec key that can be searched", key, "Use a dotted path to a value, e.g. train.lr."
             )
@@ -213,7 +218,7 @@ def check_sweep(
     seen: set[str] = set()
     for p in params:
         for cond in p.when:
-            if not (cond in seen or _schema_leaf(cond)):
+            if not (cond in seen or _schema_leaf(cond, spec)):
                 raise SpecError("condition on an unknown key", file=space_file, key=f"{p.key}.when", got=cond)
         if cfg.sampler == "grid" and p.kind == "float" and p.step is None:
             raise SpecError(

@@ -7,7 +7,6 @@ worker processes (re-invocations of this command with `--worker-index`), and sum
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ups.spec.errors import SpecError, did_you_mean
-from ups.spec.load import ResolvedSpec, flatten_tree, load_spec
+from ups.spec.load import ResolvedSpec
 from ups.spec.redact import redact
 from ups.tracking import workspace
 
@@ -193,9 +192,16 @@ def _optimize(resolved: ResolvedSpec, store, name: str, target: int, index: int)
     import optuna
 
     from ups.sweep.objective import Objective
-    from ups.sweep.study import make_pruner, make_sampler
+    from ups.sweep.study import comparable_hash, make_pruner, make_sampler
 
     cfg = resolved.spec.sweep
+    made_for = optuna.load_study(study_name=name, storage=store).user_attrs.get("ups.comparable_hash")
+    if made_for is not None and made_for != comparable_hash(resolved):  # e.g. a file edited since the sweep began
+        raise SpecError(
+            f"study '{name}' was made from a different spec or search space than this worker read",
+            file=str(resolved.path),
+            hint="Keep spec and search-space files unchanged while a sweep runs; start a new study for changes.",
+        )
     grid = {p.key: p.grid() for p in resolved.search_space} if cfg.sampler == "grid" else None
     existing = len(optuna.load_study(study_name=name, storage=store).get_trials(deepcopy=False))
     # a fresh study with one worker draws the seed's sequence; a continued one (or worker k) must not repeat it
@@ -289,15 +295,3 @@ def _finish_parent(resolved: ResolvedSpec, study, run_id: str | None, home) -> N
         client.log_metric(run_id, mlflow_metric_name(f"best/{resolved.spec.sweep.metric}"), best["value"])
         client.set_tag(run_id, "ups.best_trial", str(best["number"]))
     client.set_terminated(run_id, status="FINISHED")
-
-
-def trial_overrides(resolved: ResolvedSpec, params: dict[str, Any]) -> list[str]:
-    return [*resolved.overrides, *(f"{k}={json.dumps(v)}" for k, v in params.items())]
-
-
-def trial_spec(resolved: ResolvedSpec, params: dict[str, Any]) -> ResolvedSpec:
-    return load_spec(resolved.path, trial_overrides(resolved, params))
-
-
-def base_values(resolved: ResolvedSpec) -> dict[str, Any]:
-    return flatten_tree(resolved.to_dict())

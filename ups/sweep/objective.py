@@ -11,7 +11,7 @@ import optuna
 from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 
 from ups.spec.errors import SpecError
-from ups.spec.load import ResolvedSpec
+from ups.spec.load import ResolvedSpec, flatten_tree, with_values
 from ups.spec.search_space import suggest
 from ups.training.metrics import per_sample_metric
 
@@ -41,23 +41,20 @@ class PanelPruningCallback(L.Callback):
 
 class Objective:
     def __init__(self, resolved: ResolvedSpec, *, study_name: str, parent_run_id: str | None) -> None:
-        from ups.sweep.driver import base_values
-
         self.resolved = resolved
         self.study_name = study_name
         self.parent_run_id = parent_run_id
-        self.base = base_values(resolved)
+        self.base = flatten_tree(resolved.to_dict())
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         from ups.run.single import RunHooks, run_spec
-        from ups.sweep.driver import trial_spec
         from ups.training.stage_module import NonFiniteLossError
 
         cfg = self.resolved.spec.sweep
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which process ran it
         params = suggest(trial, list(self.resolved.search_space or ()), self.base)
         try:
-            spec = trial_spec(self.resolved, params)
+            spec = with_values(self.resolved, params)  # frozen: a spec file edited mid-sweep changes nothing
         except SpecError as exc:
             trial.set_user_attr("fail_reason", f"invalid trial spec: {exc}")
             raise
