@@ -121,3 +121,35 @@ def sweep_spec(
         )
     )
     return path
+
+
+KS_PIPELINE = """\
+name: {name}
+data:
+  from: ks1d
+  length_low: 20.0
+  length_high: 22.0
+  num_trajectories: 24
+  num_points: 64
+  num_frames: 40
+  train_frames: 20
+  val_fraction: 0.2
+  test_fraction: 0.2
+  generator: {{solver_points: 64, burn_in: 10.0}}
+model: operator_tiny
+train: {{max_epochs: 2, batch_size: 16, lr: 3.0e-3, unroll_steps: 2, batches_per_epoch: 4, deterministic: true}}
+eval: {{context_frames: 1, horizon: 30, report_horizons: [1, 10]}}
+registry: {{select_metric: val/corr_time, gates: {{champion_metric: test/corr_time, beat_persistence: false}}}}
+stages:
+  - operator
+  - {{kind: diffusion_residual, name: refiner, train: {{unroll_steps: 1}}}}
+  - {{kind: consistency_distill, name: student, train: {{unroll_steps: 1}}}}
+tracking: {tracking}
+"""
+
+
+def write_ks_pipeline(folder: Path, *, name: str = "kspipe", tracking: str = "local") -> Path:
+    """A Kuramoto–Sivashinsky operator → refiner → student pipeline shrunk to seconds (64 points, L ≈ 21)."""
+    path = folder / f"{name}.yaml"
+    path.write_text(KS_PIPELINE.format(name=name, tracking=tracking))
+    return path

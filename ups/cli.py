@@ -98,6 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("run", "validate", "show"):
             resolved = load_experiment(args.spec, args.overrides)
+        elif args.command in (
+            "promote",
+            "eval",
+        ):  # a pipeline: its last stage (and, by default, its last run)
+            resolved = load_experiment(args.spec, args.overrides)
+            if isinstance(resolved, ResolvedPipeline):
+                if args.command == "promote" and not (args.run or args.study):
+                    args.run = _last_pipeline_run(resolved)
+                resolved = resolved.stages[-1]
         else:
             resolved = load_spec(args.spec, args.overrides)
         if args.command == "validate":
@@ -158,6 +167,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _last_pipeline_run(pipeline) -> str:
+    from ups.run.pipeline import finished_stages
+    from ups.spec.errors import SpecError
+
+    done = finished_stages(pipeline)
+    if len(done) < len(pipeline.stages):
+        raise SpecError(
+            f"the pipeline's last stage ({pipeline.names[-1]!r}) has not finished for this resolved spec",
+            file=str(pipeline.path),
+            hint=f"Run it: ups-exp run {pipeline.path}; or pass --run RUN_ID.",
+        )
+    return done[-1].run_id
 
 
 def _run(args: argparse.Namespace, resolved) -> int:

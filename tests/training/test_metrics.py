@@ -72,3 +72,35 @@ def test_per_sample_metric_selects_a_task():
     assert per_sample_metric(per_sample, "test/rollout_nrmse").tolist() == [2.0, 6.0, 10.0]
     assert per_sample_metric(per_sample, "test/b/rollout_nrmse", ["a", "b"]).tolist() == [6.0]
     assert per_sample_metric(per_sample, "test/a/rollout_nrmse@2", ["a", "b"]).tolist() == [3.0, 11.0]
+
+
+def test_corr_time_is_dt_times_the_steps_before_the_mean_correlation_drops_below_08():
+    """DESIGN: c_h = mean over samples of the spatial Pearson correlation; corr_time = Δt × steps before c_h < 0.8."""
+    from ups.training.metrics import pearson, summarize
+
+    x = torch.linspace(0, 2 * math.pi, 64)
+    true = torch.sin(x).expand(2, 6, 1, 64).clone()  # (B=2, H=6, C, X)
+    # sample 0 decorrelates after 3 steps, sample 1 after 5; the mean curve crosses 0.8 at step index 3
+    pred = true.clone()
+    pred[0, 3:] = torch.cos(x)  # correlation 0
+    pred[1, 5:] = -torch.sin(x)  # correlation -1
+    corr = pearson(pred, true)  # (B, H)
+    assert corr[0].tolist() == pytest.approx([1, 1, 1, 0, 0, 0], abs=1e-6)
+    per_sample = {
+        "corr_steps": corr,
+        "persistence_corr_steps": torch.ones(2, 6),
+        "dt": torch.full((2,), 0.2, dtype=torch.float64),
+    }
+    for key in ("nrmse", "persistence_nrmse", "band_low", "band_mid", "band_high"):
+        per_sample[key] = torch.zeros(2)
+        per_sample[f"persistence_{key}" if not key.startswith("persistence") else key] = torch.zeros(2)
+    per_sample["rollout_steps"] = per_sample["persistence_rollout_steps"] = torch.zeros(2, 6)
+    for band in ("low", "mid", "high"):
+        per_sample[f"persistence_band_{band}"] = torch.zeros(2)
+    m = summarize(per_sample, [1])
+    assert m["corr_time"] == pytest.approx(3 * 0.2)  # mean curve: 1, 1, 1, 0.5, 0.5, -0.5
+    assert m["corr_time_censored"] == 0.0
+    assert m["persistence_corr_time"] == pytest.approx(6 * 0.2)  # never drops: the horizon, censored
+    from ups.training.metrics import per_sample_metric
+
+    assert per_sample_metric(per_sample, "test/corr_time").tolist() == pytest.approx([0.6, 1.0])

@@ -101,7 +101,15 @@ def run_pipeline(
             record_path = folder / f"{identity}.json"
             restarting = restarting or stage_name == from_stage
             record = None if restarting else _read(record_path)
-            if record is not None and Path(record.checkpoint).is_file():
+            if record is not None and not Path(record.checkpoint).is_file():
+                raise SpecError(
+                    f"stage {stage_name!r} finished as run {record.run_id}, but its checkpoint is gone",
+                    file=spec_file,
+                    key="stages",
+                    got=record.checkpoint,
+                    hint=f"Train it again: --from-stage {stage_name}.",
+                )
+            if record is not None:
                 log.info("stage %s: finished before (run %s), skipped", stage_name, record.run_id)
                 record.skipped = True
                 result.stages.append(record)
@@ -138,6 +146,19 @@ def run_pipeline(
     parent.finish("FINISHED", result)
     result.wall_seconds = time.time() - started
     return result
+
+
+def finished_stages(pipeline: ResolvedPipeline) -> list[StageRecord]:
+    """The pipeline's stages that finished for this resolved spec, in order, up to the first that did not."""
+    folder = workspace.home() / "pipelines" / pipeline.stages[0].spec.name
+    found, upstream = [], None
+    for resolved in pipeline.stages:
+        record = _read(folder / f"{_identity(resolved.fingerprint(), upstream)}.json")
+        if record is None:
+            break
+        found.append(record)
+        upstream = record.run_id
+    return found
 
 
 def _require_checkpoint(home: Path, previous: str, run_id: str, stage: str, spec_file: str) -> None:

@@ -196,7 +196,9 @@ def _optimize(resolved: ResolvedSpec, store, name: str, target: int, index: int)
 
     cfg = resolved.spec.sweep
     made_for = optuna.load_study(study_name=name, storage=store).user_attrs.get("ups.comparable_hash")
-    if made_for is not None and made_for != comparable_hash(resolved):  # e.g. a file edited since the sweep began
+    if made_for is not None and made_for != comparable_hash(
+        resolved
+    ):  # e.g. a file edited since the sweep began
         raise SpecError(
             f"study '{name}' was made from a different spec or search space than this worker read",
             file=str(resolved.path),

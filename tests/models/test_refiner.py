@@ -1,0 +1,62 @@
+"""PDE-Refiner inference: the operator is step 0, each step adds σ_k noise and removes the predicted noise."""
+
+import pytest
+import torch
+
+from ups.models.config import OperatorConfig
+from ups.models.operator import LatentOperator
+from ups.models.refiner import RefinedOperator, Refiner, noise_level, student_steps
+
+TINY = OperatorConfig(patch_size=8, latent_dim=16, num_layers=1, num_modes=4, cond_dim=8, decoder_dim=8)
+
+
+def _operator() -> LatentOperator:
+    torch.manual_seed(0)
+    op = LatentOperator(TINY, num_params=2)
+    torch.nn.init.normal_(op.head[-1].weight, std=0.1)  # not the identity
+    op.set_normalization(torch.tensor([0.5]), torch.tensor([2.0]))
+    return op
+
+
+class Oracle(torch.nn.Module):
+    """Knows the noise: returns (z̃ − target)/σ, so a perfect refiner lands on `target` at every step."""
+
+    def __init__(self, target, num_steps, sigma_min):
+        super().__init__()
+        self.target, self.num_steps, self.sigma_min = target, num_steps, sigma_min
+
+    def forward(self, z_t, z_noisy, level, params, dt):
+        k = round(level[0].item() * self.num_steps)
+        return (z_noisy - self.target) / noise_level(k, num_steps=self.num_steps, sigma_min=self.sigma_min)
+
+
+def test_noise_schedule_decreases_geometrically_to_sigma_min():
+    levels = [noise_level(k, num_steps=3, sigma_min=4e-7) for k in (1, 2, 3)]
+    assert levels[-1] == pytest.approx(4e-7)
+    assert levels[0] == pytest.approx(4e-7 ** (1 / 3)) and levels[0] > levels[1] > levels[2]
+
+
+def test_a_zero_refiner_leaves_the_operator_prediction_plus_the_last_noise():
+    op = _operator()
+    refiner = Refiner(TINY, num_params=2)  # zero-initialized head: predicts no noise
+    model = RefinedOperator(op, refiner, num_steps=2, sigma_min=1e-3)
+    u, p, dt = torch.randn(4, 1, 64), torch.randn(4, 2), torch.full((4,), 0.2)
+    with torch.no_grad():
+        out, base = model(u, p, dt), op(u, p, dt)
+    noise = (out - base) / op.field_std  # normalized units: the sum of both steps' noise
+    assert noise.std().item() == pytest.approx(
+        (noise_level(1, num_steps=2, sigma_min=1e-3) ** 2 + 1e-6) ** 0.5, rel=0.2
+    )
+
+
+def test_an_oracle_refiner_denoises_onto_its_target_and_a_student_uses_fewer_levels():
+    op = _operator()
+    u, p, dt = torch.randn(4, 1, 64), torch.randn(4, 2), torch.full((4,), 0.2)
+    target = torch.randn(4, 1, 64)
+    model = RefinedOperator(op, Oracle(target, 3, 1e-4), num_steps=3, sigma_min=1e-4)
+    with torch.no_grad():
+        out = model(u, p, dt)
+    assert torch.allclose(op.normalize(out), target, atol=1e-5)
+    assert student_steps(3, 1) == (1,) and student_steps(3, 2) == (1, 2) and student_steps(4, 2) == (1, 3)
+    with pytest.raises(ValueError, match="1 <= k <= num_steps"):
+        RefinedOperator(op, Oracle(target, 3, 1e-4), num_steps=3, sigma_min=1e-4, steps=(4,))
