@@ -149,7 +149,11 @@ def _shipped_specs():
 
 @pytest.mark.parametrize("path", _shipped_specs(), ids=lambda p: p.name)
 def test_every_shipped_spec_validates(path):
-    assert load_spec(path).spec.name
+    from ups.spec.load import ResolvedPipeline, load_experiment
+
+    resolved = load_experiment(path)
+    stages = resolved.stages if isinstance(resolved, ResolvedPipeline) else [resolved]
+    assert all(r.spec.name for r in stages)
 
 
 @pytest.mark.parametrize(
