@@ -17,13 +17,13 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import (
-    ConfigKeyError,
     MissingMandatoryValue,
     OmegaConfBaseException,
 )
 
 from ups.spec.checks import check_spec
 from ups.spec.errors import SpecError, did_you_mean
+from ups.spec.merge_errors import locate_error, translate_error
 from ups.spec.redact import redact, redact_tree
 from ups.spec.schema import BLOCK_GROUPS, DEFAULT_BLOCKS, DEFAULTS_EPOCH, Spec, non_default
 from ups.spec.search_space import Param, check_sweep, parse_search_space, search_spaces_dir
@@ -164,54 +164,6 @@ def flatten_tree(tree: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _fields_at(dotted: str) -> list[str] | None:
-    """Field names of the schema node that holds `dotted`'s last part (for did-you-mean)."""
-    cls: Any = Spec
-    for part in dotted.split(".")[:-1]:
-        if not dataclasses.is_dataclass(cls):
-            return None
-        types = {f.name: f.default_factory for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        factory = types.get(part)
-        if factory is None or factory is dataclasses.MISSING:
-            return None
-        cls = factory
-    if not dataclasses.is_dataclass(cls):
-        return None
-    return [f.name for f in dataclasses.fields(cls)]
-
-
-def _lookup(tree: dict[str, Any], dotted: str) -> Any:
-    node: Any = tree
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return ...
-        node = node[part]
-    return node
-
-
-def _translate(exc: OmegaConfBaseException, source: str, layer: dict[str, Any]) -> SpecError:
-    key = str(getattr(exc, "full_key", "") or "") or None
-    msg = str(getattr(exc, "msg", None) or exc).splitlines()[0]
-    got = _lookup(layer, key) if key else ...
-    if isinstance(exc, ConfigKeyError) or "not in" in msg:
-        name = key.split(".")[-1] if key else ""
-        fields = _fields_at(key) if key else None
-        hint = did_you_mean(name, fields) if fields else None
-        return SpecError("unknown key", file=source, key=key, hint=hint)
-    if "expected one of" in msg:
-        choices = msg.split("expected one of", 1)[1].strip(" []").replace("'", "").split(", ")
-        return SpecError(
-            "not one of the choices", file=source, key=key, got=got, hint=did_you_mean(got, choices)
-        )
-    if "could not be converted to" in msg:
-        wanted = msg.rsplit("converted to", 1)[1].strip().lower()
-        article = "an" if wanted[:1] in "aeiou" else "a"
-        return SpecError(f"wrong type, expected {article} {wanted}", file=source, key=key, got=got)
-    if "Cannot merge" in msg or "Cannot assign" in msg or "ValidationError" in type(exc).__name__:
-        return SpecError(f"wrong type ({msg})", file=source, key=key, got=got)
-    return SpecError(msg, file=source, key=key, got=got)
-
-
 def _resolve_tasks(layer: dict[str, Any], configs: Path, source: str) -> dict[str, Any]:
     """`data.tasks: [{name, from: BLOCK, ...}]`: each task is its data block with the task's keys on top."""
     data = layer.get("data")
@@ -244,21 +196,6 @@ def _resolve_tasks(layer: dict[str, Any], configs: Path, source: str) -> dict[st
             task = OmegaConf.to_container(OmegaConf.merge(block, task))
         resolved.append(task)
     return {**layer, "data": {**data, "tasks": resolved}}
-
-
-def _locate(merged: Any, exc: OmegaConfBaseException, source: str, layer: dict[str, Any]) -> SpecError:
-    """Some merge errors carry no key (e.g. `train: 3`): find the top-level key that fails alone."""
-    if getattr(exc, "full_key", None):
-        return _translate(exc, source, layer)
-    for key, value in layer.items():
-        try:
-            OmegaConf.merge(merged, {key: value})
-        except OmegaConfBaseException:
-            expected = (
-                "a mapping" if isinstance(getattr(merged, key, None), dict | type(merged)) else "a scalar"
-            )
-            return SpecError(f"wrong type, expected {expected}", file=source, key=str(key), got=value)
-    return _translate(exc, source, layer)
 
 
 def _choose_block(group: str, raw: Any, spec_file: str) -> tuple[str | None, dict[str, Any]]:
@@ -374,7 +311,7 @@ def compose(
         try:
             merged = OmegaConf.merge(merged, layer)
         except OmegaConfBaseException as exc:
-            raise _locate(merged, exc, source, layer) from None
+            raise locate_error(merged, exc, source, layer) from None
         provenance.update(dict.fromkeys(flatten_tree(layer), source))
     try:
         spec = OmegaConf.to_object(merged)
@@ -383,7 +320,7 @@ def compose(
             "missing required value", file=spec_file, key=str(exc.full_key), hint="Set it in the spec."
         ) from None
     except OmegaConfBaseException as exc:
-        raise _translate(exc, spec_file, {}) from None
+        raise translate_error(exc, spec_file, {}) from None
     assert isinstance(spec, Spec)
     source = lambda key: provenance.get(key, spec_file)  # noqa: E731
     check_spec(spec, source)
@@ -443,7 +380,7 @@ def with_values(resolved: ResolvedSpec, values: dict[str, Any]) -> ResolvedSpec:
     try:
         spec = OmegaConf.to_object(OmegaConf.merge(merged, _nest(values)))
     except OmegaConfBaseException as exc:
-        raise _translate(exc, source, _nest(values)) from None
+        raise translate_error(exc, source, _nest(values)) from None
     check_spec(spec, lambda _key: source)
     extra = tuple(f"{k}={json.dumps(v)}" for k, v in values.items())
     return dataclasses.replace(resolved, spec=spec, overrides=(*resolved.overrides, *extra))
