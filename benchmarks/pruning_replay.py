@@ -51,8 +51,8 @@ def record(args) -> None:
     os.environ["UPS_HOME"] = str(home)
     import optuna
 
-    from ups.sweep.driver import run_sweep
     from ups.spec.load import load_spec
+    from ups.sweep.driver import run_sweep
 
     spec = home / "bench-curves.yaml"
     fields = {"sampler": "random", "startup": 0, "warmup": 0, "percentile": 25.0, "reduction_factor": "null"}

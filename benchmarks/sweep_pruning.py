@@ -63,8 +63,8 @@ def run_arm(folder: Path, args, seed: int, pruner: str, tag: str = "", target: f
     os.environ["UPS_HOME"] = str(home)
     import optuna
 
-    from ups.sweep.driver import run_sweep
     from ups.spec.load import load_spec
+    from ups.sweep.driver import run_sweep
 
     spec = home / "bench-prune.yaml"
     spec.write_text(SPEC.format(**vars(args)))

@@ -46,8 +46,8 @@ def run_arm(folder: Path, args, workers: int, tag: str = "") -> dict:
     os.environ["UPS_HOME"] = str(home)  # the spawned worker inherits it
     import optuna
 
-    from ups.sweep.driver import run_sweep
     from ups.spec.load import load_spec
+    from ups.sweep.driver import run_sweep
 
     spec = home / "bench-workers.yaml"
     spec.write_text(SPEC.format(**vars(args)))
