@@ -38,6 +38,7 @@ import torch
 
 from ups.data.pdebench import GeneratedData
 from ups.data.spectral import etdrk4_step, solver_threads, step_coefficients
+from ups.data.storage_grid import check_storage_grid
 from ups.spec.errors import SpecError
 
 GENERATOR_VERSION = 1
@@ -142,15 +143,13 @@ def generate_ks(
 
     Trajectory i (its L, initial condition and frames) depends on (seed, i) only.
     """
-    if num_points < 1 or solver_points % num_points:
-        raise SpecError(
-            f"must divide data.generator.solver_points={solver_points}", key="data.num_points", got=num_points
-        )
-    if num_trajectories < 1 or num_frames < 1 or not dt > 0:
-        got = {"num_trajectories": num_trajectories, "num_frames": num_frames, "dt": dt}
-        raise SpecError(
-            "`num_trajectories >= 1`, `num_frames >= 1` and `dt > 0` must hold", key="data", got=got
-        )
+    check_storage_grid(
+        num_trajectories=num_trajectories,
+        num_points=num_points,
+        num_frames=num_frames,
+        dt=dt,
+        solver_points=solver_points,
+    )
     if not (0 < length_low <= length_high < math.inf):
         raise SpecError(
             "the domain lengths must satisfy 0 < length_low <= length_high < inf",

@@ -11,6 +11,21 @@ from ups.data.pdebench import GeneratedData
 from ups.spec.errors import SpecError
 
 
+def check_storage_grid(
+    *, num_trajectories: int, num_points: int, num_frames: int, dt: float, solver_points: int
+) -> None:
+    """What every generator requires of its sizes: stored points divide the solver's, and a non-empty data set."""
+    if num_points < 1 or solver_points % num_points:
+        raise SpecError(
+            f"must divide data.generator.solver_points={solver_points}", key="data.num_points", got=num_points
+        )
+    if num_trajectories < 1 or num_frames < 1 or not dt > 0:
+        got = {"num_trajectories": num_trajectories, "num_frames": num_frames, "dt": dt}
+        raise SpecError(
+            "`num_trajectories >= 1`, `num_frames >= 1` and `dt > 0` must hold", key="data", got=got
+        )
+
+
 def generate_on_storage_grid(
     *,
     num_trajectories: int,
@@ -27,15 +42,13 @@ def generate_on_storage_grid(
 
     Trajectories are solved `chunk` at a time so the float64 frames held stay bounded.
     """
-    if num_points < 1 or solver_points % num_points:
-        raise SpecError(
-            f"must divide data.generator.solver_points={solver_points}", key="data.num_points", got=num_points
-        )
-    if num_trajectories < 1 or num_frames < 1 or not dt > 0:
-        got = {"num_trajectories": num_trajectories, "num_frames": num_frames, "dt": dt}
-        raise SpecError(
-            "`num_trajectories >= 1`, `num_frames >= 1` and `dt > 0` must hold", key="data", got=got
-        )
+    check_storage_grid(
+        num_trajectories=num_trajectories,
+        num_points=num_points,
+        num_frames=num_frames,
+        dt=dt,
+        solver_points=solver_points,
+    )
     stride = solver_points // num_points
     # Solver grid with the storage cell centres (i + ½)/X at every stride-th point.
     x_solver = (np.arange(solver_points) + stride / 2) / solver_points  # (M,)
