@@ -38,7 +38,13 @@ class StageRecord:
     skipped: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"stage": self.stage, "run_id": self.run_id, "metrics": self.metrics}
+        return {
+            "stage": self.stage,
+            "run_id": self.run_id,
+            "metrics": self.metrics,
+            "wall_seconds": self.wall_seconds,
+            "skipped": self.skipped,
+        }
 
 
 @dataclass
