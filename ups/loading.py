@@ -50,13 +50,15 @@ class Loaded:
 
 
 def from_checkpoint(path: str | Path, *, run_id: str | None = None) -> Loaded:
+    import pickle
+
     import torch
 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         hp = ckpt["hyper_parameters"]
         spec = hp["spec"]
-    except (OSError, RuntimeError, KeyError, EOFError) as exc:
+    except (OSError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as exc:
         raise SpecError(f"not a ups checkpoint ({exc.__class__.__name__})", got=str(path)) from None
     lineage = [*hp.get("lineage", ()), spec]
     stage = stage_named(spec["stage"]["kind"])

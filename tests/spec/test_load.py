@@ -218,3 +218,19 @@ def test_a_key_at_its_default_does_not_enter_the_spec_hash():
     assert load_spec(BURGERS, ["train.lr=0.001"]).fingerprint() == base.fingerprint()  # the default lr
     assert load_spec(BURGERS, ["sweep.reduction_factor=3"]).fingerprint() != base.fingerprint()
     assert load_spec(BURGERS, ["train.lr=0.002"]).fingerprint() != base.fingerprint()
+
+
+def test_a_trial_spec_is_frozen_from_the_study_spec_not_reread_from_disk(tmp_path):
+    from ups.spec.load import with_values
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: t\ndata: {from: burgers1d, num_trajectories: 64}\nmodel: operator_tiny\n")
+    resolved = load_spec(spec)
+    spec.write_text("name: edited\ndata: {from: burgers1d, num_trajectories: 999}\nmodel: operator_small\n")
+    trial = with_values(resolved, {"train.lr": 0.004, "model.latent_dim": 48})
+    assert (trial.spec.name, trial.spec.data.num_trajectories) == ("t", 64)  # the edit is not seen
+    assert (trial.spec.train.lr, trial.spec.model.latent_dim) == (0.004, 48)
+    assert resolved.spec.train.lr != 0.004  # the study's spec is untouched
+    assert trial.fingerprint() != resolved.fingerprint()
+    with pytest.raises(SpecError, match="train.lr"):
+        with_values(resolved, {"train.lr": -1.0})
