@@ -35,3 +35,10 @@ def loss_bundle(rollout: torch.Tensor, target: torch.Tensor, weights: LossConfig
         + weights.spectral * parts["loss_spectral"]
     )
     return {"loss": total, **parts}
+
+
+def operator_loss(model, window: torch.Tensor, params: torch.Tensor, dt: torch.Tensor, weights: LossConfig):
+    """The operator stage's training loss on one batch, shared by the LightningModule and the bare loop (so the
+    two compute the same loss by construction). window: (B, K+1, C, X), params: (B, P), dt: (B,)."""
+    rollout = model.rollout(window[:, 0], params, dt, window.shape[1] - 1)  # (B, K, C, X)
+    return loss_bundle(rollout, window[:, 1:], weights)

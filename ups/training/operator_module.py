@@ -11,7 +11,7 @@ import torch
 
 from ups.data.params import LEGACY_LAYOUT
 from ups.models.operator import LatentOperator
-from ups.training.losses import loss_bundle
+from ups.training.losses import operator_loss
 from ups.training.optim import build_optimizer, build_scheduler
 from ups.training.stage_module import NonFiniteLossError, StageModule, check_finite
 
@@ -32,9 +32,7 @@ class OperatorModule(StageModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         window, params, dt, _task = batch  # (B, K+1, C, X), (B, P), (B,), (B,)
-        k = window.shape[1] - 1
-        rollout = self.model.rollout(window[:, 0], params, dt, k)  # (B, K, C, X)
-        losses = loss_bundle(rollout, window[:, 1:], self.spec.stage.loss)
+        losses = operator_loss(self.model, window, params, dt, self.spec.stage.loss)
         check_finite(losses["loss"], self.global_step)
         self.log_dict(
             {f"train/{k}": v for k, v in losses.items()}, prog_bar=False, batch_size=window.shape[0]
