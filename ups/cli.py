@@ -63,6 +63,22 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = with_spec("eval", "score a registered model on the spec's test split, next to persistence")
     evaluate.add_argument("--model", required=True, help="models:/NAME@ALIAS or models:/NAME/VERSION")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    export = sub.add_parser(
+        "export",
+        help="write a trained predictor as plain PyTorch: weights.npz (no pickle) + config.json",
+        description="Write a run's, a checkpoint's or a registered model's predictor for plain PyTorch: "
+        "weights.npz (a state_dict, no pickle) and config.json (architecture, lineage, layout). "
+        "Load it with ups.loading.from_export(DIR).predictor().",
+    )
+    export.add_argument(
+        "source", metavar="SOURCE", help="RUN_ID, models:/NAME@ALIAS, models:/NAME/VERSION or a .ckpt"
+    )
+    export.add_argument("--out", required=True, metavar="DIR", help="folder to write (created if missing)")
+    export.add_argument(
+        "--tracking-uri", help="MLflow store (default $MLFLOW_TRACKING_URI, then $UPS_HOME's)"
+    )
+    export.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
+    export.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     with_spec("validate", "check a spec (and its overrides) without running anything")
     with_spec("show", "print the fully resolved spec as YAML")
     return parser
@@ -88,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [a for a in extra if a.startswith("-") or "=" not in a]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra and not hasattr(args, "overrides"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
     _configure_logging(args.debug)
@@ -96,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     from ups.spec.load import ResolvedPipeline, load_experiment, load_spec
 
     try:
+        if args.command == "export":
+            return _export(args)
         if args.command in ("run", "validate", "show"):
             resolved = load_experiment(args.spec, args.overrides)
         elif args.command in (
@@ -167,6 +187,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ups.registry.export import export
+    from ups.tracking import workspace
+
+    home = workspace.home()
+    workspace.contain_environment(home)
+    done = export(args.source, Path(args.out), home=home, tracking_uri=args.tracking_uri)
+    print(f"exported {done['kind']} predictor ({done['keys']} tensors) from {args.source} to {done['out']}")
+    if args.json:
+        print(json.dumps(done))
+    return EXIT_OK
 
 
 def _last_pipeline_run(pipeline) -> str:

@@ -127,6 +127,21 @@ def from_registered_files(config: dict[str, Any], state: dict[str, Any], *, sour
     )
 
 
+def from_export(folder: str | Path) -> Loaded:
+    """What `ups-exp export` wrote (the registry's files too): config.json and weights.npz, no pickles."""
+    import numpy as np
+    import torch
+
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        weights = np.load(folder / "weights.npz", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise SpecError(f"not an exported model ({exc.__class__.__name__})", got=str(folder)) from None
+    state = {k: torch.from_numpy(weights[k]) for k in weights.files}
+    return from_registered_files(config, state, source=str(folder))
+
+
 def load(source: str, *, home: Path, tracking_uri: str | None = None) -> Loaded:
     """`models:/...`, a checkpoint file, or a run id (found in the workspace, else in MLflow)."""
     if source.startswith("models:/"):

@@ -134,6 +134,42 @@ def test_eval_scores_a_registered_model(workspace, champion, capsys):
     assert main(["eval", str(champion), "--model", "models:/nope@champion"]) == 2
 
 
+def test_export_writes_plain_weights_that_load_strictly_and_predict_the_same(
+    workspace, champion, tmp_path, capsys
+):
+    import torch
+
+    from ups.loading import from_export, from_registered
+    from ups.models.operator import LatentOperator
+    from ups.spec.load import spec_from_dict
+
+    assert main(["promote", str(champion)]) == 0
+    run_id = _client(workspace).get_model_version("reg", "1").tags["ups.run_id"]
+    assert main(["export", "models:/reg@champion", "--out", str(tmp_path / "reg"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["kind"] == "operator"
+    assert main(["export", run_id, "--out", str(tmp_path / "run")]) == 0
+
+    registered = from_registered("models:/reg@champion").predictor()
+    x = torch.randn(4, 1, 64)
+    for folder in (tmp_path / "reg", tmp_path / "run"):
+        config = json.loads((folder / "config.json").read_text())
+        weights = np.load(folder / "weights.npz", allow_pickle=False)  # plain arrays: no pickle to run
+        # plain PyTorch: the architecture from the exported spec, the weights strictly
+        plain = LatentOperator(
+            spec_from_dict(config["lineage"][-1]).model, num_fields=1, num_params=len(config["layout"])
+        )
+        plain.load_state_dict({k: torch.from_numpy(weights[k]) for k in weights.files}, strict=True)
+        p, dt = torch.zeros(4, len(config["layout"])), torch.full((4,), 0.05)
+        with torch.no_grad():
+            expected = registered(x, p, dt)
+            assert torch.equal(plain.eval()(x, p, dt), expected)
+            assert torch.equal(from_export(folder).predictor()(x, p, dt), expected)
+    capsys.readouterr()
+    assert main(["export", "nosuchrun", "--out", str(tmp_path / "none")]) == 2
+    assert "the run has no checkpoint; got 'nosuchrun'" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()  # nothing written for a bad source
+
+
 def test_gates_must_name_test_metrics():
     from ups.spec import SpecError
 

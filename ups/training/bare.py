@@ -111,8 +111,8 @@ class BareLoop:
 
     # checkpoints: Lightning's format, so either loop continues the other's training ---------------------------
     def save_checkpoint(self, path: str | Path) -> None:
-        """A Lightning checkpoint at the end of epoch `self.epoch` (what `ups-exp run --resume` and
-        `trainer.fit(ckpt_path=...)` continue from)."""
+        """A Lightning checkpoint at the end of the latest epoch: `trainer.fit(module, ckpt_path=...)` continues
+        from it."""
         torch.save(
             {
                 "epoch": self.epoch - 1,
