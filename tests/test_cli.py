@@ -54,3 +54,53 @@ def test_usage_error_exit_2():
         [sys.executable, "-m", "ups.cli", "frobnicate"], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("profile", "gpus", "expected"),
+    [
+        ("1gpu", "0", "hardware profile '1gpu' needs 1 GPU per node; this machine has none visible; got 1."),
+        (
+            "4gpu_fsdp",
+            "2",
+            "hardware profile '4gpu_fsdp' needs 4 GPUs per node; this machine has only 2 visible; got 4.",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "run", "sweep"])
+def test_a_profile_the_machine_cannot_run_is_refused_before_anything_is_written(
+    command, profile, gpus, expected, tmp_path, monkeypatch, capsys
+):
+    home = tmp_path / "home"
+    monkeypatch.setenv("UPS_HOME", str(home))
+    monkeypatch.setenv("UPS_FAKE_GPUS", gpus)
+    assert main([command, "specs/burgers.yaml", f"hardware={profile}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == f"specs/burgers.yaml: hardware.devices: {expected} Use hardware=cpu (or cpu_ddp2), or run where the GPUs are (CUDA_VISIBLE_DEVICES narrows them)."
+    )
+    assert not home.exists()  # no data, no tracking store, no run folder
+
+
+def test_a_gpu_profile_validates_where_the_gpus_are(monkeypatch, capsys):
+    monkeypatch.setenv("UPS_FAKE_GPUS", "4")
+    assert main(["validate", "specs/burgers.yaml", "hardware=4gpu_fsdp"]) == 0
+    assert "hardware 4gpu_fsdp" in capsys.readouterr().out
+
+
+def test_visible_gpus_follow_cuda_visible_devices(monkeypatch, tmp_path):
+    from ups.spec import machine
+
+    monkeypatch.delenv("UPS_FAKE_GPUS", raising=False)
+    fake_dev = tmp_path / "dev"
+    fake_dev.mkdir()
+    for name in ("nvidia0", "nvidia1", "nvidia2", "nvidiactl", "nvidia-uvm"):
+        (fake_dev / name).touch()
+    monkeypatch.setattr(machine, "Path", lambda p: fake_dev if p == "/dev" else Path(p))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert machine.visible_gpus() == 3
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert machine.visible_gpus() == 1
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert machine.visible_gpus() == 0

@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                 resolved = resolved.stages[-1]
         else:
             resolved = load_spec(args.spec, args.overrides)
+        if args.command in ("run", "validate", "sweep"):
+            _check_machine(resolved)
         if args.command == "validate":
             if isinstance(resolved, ResolvedPipeline):
                 kinds = " → ".join(
@@ -187,6 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _check_machine(resolved) -> None:
+    from ups.spec.load import ResolvedPipeline
+    from ups.spec.machine import check_machine
+
+    for r in resolved.stages if isinstance(resolved, ResolvedPipeline) else [resolved]:
+        check_machine(r.spec, profile=r.blocks.get("hardware"), file=str(r.path))
 
 
 def _export(args: argparse.Namespace) -> int:
