@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import mlflow_client, mlflow_runs
 
-from ups.run.single import run_spec
+from ups.run.single import run_spec, summary
 from ups.spec.load import load_spec
 
 
@@ -19,6 +19,13 @@ def test_run_is_tracked_in_mlflow_and_wandb_with_one_identity(workspace, tiny_sp
         for name in ("nrmse", "rollout_nrmse", "rollout_nrmse@5", "nrmse_band_high"):
             assert np.isfinite(result.metrics[f"{split}/{name}"])
             assert np.isfinite(result.metrics[f"{split}/persistence_{name}"])
+
+    # the coarse numerical solve, next to persistence: a cheap solve of Burgers beats "no change" by far
+    for split in ("val", "test"):
+        solver = result.metrics[f"{split}/solver_rollout_nrmse"]
+        assert 0 < solver < 0.5 * result.metrics[f"{split}/persistence_rollout_nrmse"]
+        assert result.metrics[f"{split}/solver_rollout_ms"] > 0
+    assert "test/rollout_nrmse next to the coarse solver (4x coarser grid)" in summary(result)
 
     runs = mlflow_runs(workspace, "tiny")
     assert [r.info.run_id for r in runs] == [result.run_id]
@@ -31,6 +38,8 @@ def test_run_is_tracked_in_mlflow_and_wandb_with_one_identity(workspace, tiny_sp
         "test/persistence_nrmse",
         "test/persistence_rollout_nrmse",
         "val/rollout_nrmse_at_5",
+        "test/solver_rollout_nrmse",
+        "test/solver_rollout_ms",
     ):
         assert key in run.data.metrics, key
     assert run.data.metrics["test/rollout_nrmse"] == pytest.approx(result.metrics["test/rollout_nrmse"])

@@ -29,6 +29,14 @@ _SCALED: dict[str, tuple[str, Callable[[float], float]]] = {
 }
 """Feature → (the parameter it scales, how). Append only: a feature's meaning is part of stored models."""
 
+_UNSCALED: dict[str, Callable[[float], float]] = {
+    "log10_nu": lambda v: 10.0**v,
+    "beta": float,
+    "log10_1p_rho": lambda v: 10.0**v - 1,
+    "ks_length": lambda v: 64.0 * (v + 1.0),
+}
+"""Feature → the parameter's value back from the feature (the inverse of `_SCALED`)."""
+
 LEGACY_LAYOUT = (
     "family:burgers1d",
     "family:advection1d",
@@ -61,3 +69,13 @@ def param_vector(layout: Iterable[str], family: str, params: dict[str, float]) -
         value = params.get(param)
         out.append(scale(value) if value else 0.0)
     return out
+
+
+def parameter_from(layout: Iterable[str], vectors, param: str) -> list[float]:
+    """One PDE parameter of every sample back from its conditioning vectors (N, P), e.g. KS's `L`."""
+    layout = list(layout)
+    feature = next((f for f, (p, _) in _SCALED.items() if p == param and f in layout), None)
+    if feature is None:
+        raise KeyError(f"the layout {layout} has no feature for {param!r}")
+    column = layout.index(feature)
+    return [_UNSCALED[feature](float(row[column])) for row in vectors]

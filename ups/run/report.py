@@ -40,6 +40,14 @@ def metrics_table(metrics: dict[str, float], *, wall_seconds: float, where: list
             head, _, last = name.rpartition("/")
             base = metrics.get(f"{split}/{head + '/' if head else ''}persistence_{last}", float("nan"))
             rows.append((key, f"{model:.4g}", f"{base:.4g}", f"{model / base:.3f}" if base else "-"))
+        solver = metrics.get(f"{split}/solver_rollout_nrmse")
+        if solver and f"{split}/rollout_nrmse" in metrics:
+            model = metrics[f"{split}/rollout_nrmse"]
+            extra.append(
+                f"{split}/rollout_nrmse next to the coarse solver (4x coarser grid): model {model:.4g}, solver "
+                f"{solver:.4g} (model / solver {model / solver:.3f}), solver "
+                f"{metrics[f'{split}/solver_rollout_ms']:.3g} ms per rollout"
+            )
         extra += [f"{k} = {v:.4g}" for k, v in metrics.items() if k.startswith(f"{split}/") and
                   k.count("/") == 1 and k.split("/")[1].startswith(_EXTRA)]  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(4)]

@@ -197,6 +197,16 @@ def run_spec(
         for k, v in module.last_eval[split]["metrics"].items()
     }
     extras = _model_extras(module.predictor(), datamodule) if not stage.steady else {}
+    solver: dict[str, float] = {}
+    if rank == 0 and not stage.steady:
+        from ups.training.evaluate import solver_baseline
+
+        for split in ("val", "test"):
+            if split in module.last_eval:
+                solver.update(
+                    {f"{split}/{k}": v for k, v in solver_baseline(datamodule, spec, split).items()}
+                )
+        metrics.update(solver)
     wall = time.time() - started
     where = [f"checkpoint: {best}"]
     if rank == 0 and session.is_logging:
@@ -210,7 +220,7 @@ def run_spec(
             if (trial is None or trial.plots) and not stage.steady
             else []
         )
-        session.log_metrics({"wall_time_s": wall, "epochs": trainer.current_epoch, **extras})
+        session.log_metrics({"wall_time_s": wall, "epochs": trainer.current_epoch, **extras, **solver})
         for path in (spec_yaml, *plots):
             session.log_artifact(path)
         if spec.tracking.mlflow.log_checkpoint and best:

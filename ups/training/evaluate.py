@@ -50,3 +50,53 @@ def _evaluate_steady(model, datamodule, split: str):
         "baseline_harmonic_nrmse": nrmse(harmonic),
     }
     return {f"{split}/{k}": v.mean().item() for k, v in per_sample.items()}, per_sample
+
+
+def solver_baseline(datamodule, spec: Spec, split: str) -> dict[str, float]:
+    """The coarse numerical solve (ups.data.coarse_solver) on a split's trajectories, from the same given frame and
+    over the same horizon as the model: `solver_rollout_nrmse` (scored like `rollout_nrmse`) and
+    `solver_rollout_ms` (wall time per trajectory), per task too for multi-task specs. {} when a family has no
+    solver; NaN when the coarse solve diverges."""
+    import time
+
+    import numpy as np
+
+    from ups.data.coarse_solver import SOLVED, coarse_rollout
+    from ups.data.params import FAMILY_PARAMS, parameter_from
+
+    sources = datamodule.sources
+    if not all(s.family in SOLVED for s in sources):
+        return {}
+    c, h = spec.eval.context_frames, spec.eval.horizon
+    states = datamodule.states[split][:, :, 0].double().numpy()  # (N, E, X)
+    per_task = []
+    for k, src in enumerate(sources):
+        mask = (datamodule.tasks[split] == k).numpy()
+        if not mask.any():
+            continue
+        traj = states[mask]
+        params = dict(src.params)
+        if "L" in FAMILY_PARAMS[src.family]:
+            params["L"] = np.array(
+                parameter_from(datamodule.layout, datamodule.params[split][mask].numpy(), "L")
+            )
+        started = time.perf_counter()
+        try:
+            pred = coarse_rollout(
+                src.family, traj[:, c - 1], dt=src.dt, horizon=h, params=params
+            )  # (n, H, X)
+            true = traj[:, c : c + h]
+            err = np.linalg.norm(pred - true, axis=-1) / np.maximum(np.linalg.norm(true, axis=-1), 1e-12)
+            value = float(err.mean())
+        except FloatingPointError:
+            value = float("nan")
+        ms = 1000 * (time.perf_counter() - started) / traj.shape[0]
+        per_task.append((k, value, ms))
+    out: dict[str, float] = {}
+    names = spec.data.task_names()
+    for k, value, ms in per_task:
+        if names:
+            out[f"{names[k]}/solver_rollout_nrmse"], out[f"{names[k]}/solver_rollout_ms"] = value, ms
+    out["solver_rollout_nrmse"] = sum(v for _, v, _ in per_task) / len(per_task)
+    out["solver_rollout_ms"] = sum(ms for _, _, ms in per_task) / len(per_task)
+    return out
