@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import statistics
@@ -75,6 +76,8 @@ def run_seed(seed: int, extra: list[str], home: Path) -> dict:
 
 
 def mean_sd(values: list[float]) -> str:
+    if any(math.isnan(v) for v in values):  # e.g. a share of a gain the teacher did not make
+        return "nan"
     mean = statistics.fmean(values)
     return f"{mean:.3g} ± {statistics.stdev(values):.2g}" if len(values) > 1 else f"{mean:.3g}"
 
@@ -82,6 +85,8 @@ def mean_sd(values: list[float]) -> str:
 def bootstrap(values: list[float], *, draws: int = 10_000, seed: int = 0) -> tuple[float, float]:
     """95% percentile interval of the mean, resampling the seeds with replacement (with 3 seeds it is coarse: it
     spans at most the smallest to the largest seed)."""
+    if any(math.isnan(v) for v in values):
+        return float("nan"), float("nan")
     rng = random.Random(seed)
     means = sorted(statistics.fmean(rng.choices(values, k=len(values))) for _ in range(draws))
     return means[int(0.025 * draws)], means[int(0.975 * draws) - 1]
@@ -128,6 +133,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true", help="a small pipeline (smoke test of this script)")
     parser.add_argument("--rows", type=Path, help="re-print the table from a previous run's last (JSON) line")
+    parser.add_argument(
+        "--keep", type=Path, help="keep each seed's workspace under this folder (KEEP/seed-S)"
+    )
     parser.add_argument("overrides", nargs="*", help="extra spec overrides (key=value)")
     args = parser.parse_args()
     extra = (QUICK if args.quick else []) + args.overrides
@@ -138,8 +146,12 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
     rows = []
     for seed in args.seeds:
-        with tempfile.TemporaryDirectory(prefix=f"ups-refiner-{seed}-") as home:
-            rows.append(run_seed(seed, extra, Path(home)))
+        if args.keep:
+            rows.append(run_seed(seed, extra, args.keep / f"seed-{seed}"))
+        else:
+            with tempfile.TemporaryDirectory(prefix=f"ups-refiner-{seed}-") as home:
+                rows.append(run_seed(seed, extra, Path(home)))
+        print(json.dumps(rows[-1]), flush=True)  # nothing measured is lost if the table fails
         print(f"seed {seed} done in {rows[-1]['wall_pipeline']:.0f} s", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}\n")
     report(rows, extra)

@@ -52,6 +52,13 @@ class RunResult:
     extras: dict[str, float] = field(default_factory=dict)
     """`model/num_params` and `model/inference_ms` (a batch-32 forward pass): possible sweep objectives."""
     stage: str = "operator"
+    steps: int = 0
+    """Optimizer steps taken."""
+    planned_steps: int = 0
+    """Optimizer steps the budget (`train.max_epochs` × batches per epoch) asked for."""
+    stopped_by: str | None = None
+    """`max_time` when `train.max_time_minutes` cut training short (quality then depends on the machine's speed),
+    `early_stopping` when early stopping ended it, None when the step budget ran out."""
 
     def to_json(self) -> dict:
         return {
@@ -59,6 +66,9 @@ class RunResult:
             "experiment": self.experiment,
             "metrics": self.metrics,
             "checkpoint": self.checkpoint,
+            "steps": self.steps,
+            "planned_steps": self.planned_steps,
+            "stopped_by": self.stopped_by,
         }
 
 
@@ -175,6 +185,7 @@ def run_spec(
             if trainer.interrupted:
                 raise RunInterrupted("training was interrupted")
             best = ckpt_cb.best_model_path or ckpt_cb.last_model_path
+            steps, planned, stopped_by = _training_budget(trainer)
             if trial is not None:  # training is over: the final validation must not report or prune again
                 trainer.callbacks = [c for c in trainer.callbacks if all(c is not t for t in trial.callbacks)]
             trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
@@ -220,7 +231,10 @@ def run_spec(
             if (trial is None or trial.plots) and not stage.steady
             else []
         )
-        session.log_metrics({"wall_time_s": wall, "epochs": trainer.current_epoch, **extras, **solver})
+        session.log_metrics(
+            {"wall_time_s": wall, "epochs": trainer.current_epoch, "steps": steps, **extras, **solver}
+        )
+        session.set_tags({"ups.stopped_by": stopped_by or "budget", "ups.planned_steps": str(planned)})
         for path in (spec_yaml, *plots):
             session.log_artifact(path)
         if spec.tracking.mlflow.log_checkpoint and best:
@@ -234,7 +248,25 @@ def run_spec(
     session.finish("FINISHED")
     if rank != 0:
         return None
-    return RunResult(session.run_id, spec.name, metrics, best, wall, where, extras, stage=stage.kind)
+    return RunResult(
+        session.run_id, spec.name, metrics, best, wall, where, extras, stage=stage.kind,
+        steps=steps, planned_steps=planned, stopped_by=stopped_by,
+    )  # fmt: skip
+
+
+def _training_budget(trainer) -> tuple[int, int, str | None]:
+    """(steps taken, steps planned, what stopped training early: `max_time`, `early_stopping` or None)."""
+    from lightning.pytorch.callbacks import EarlyStopping, Timer
+
+    steps, planned = trainer.global_step, int(trainer.estimated_stepping_batches)
+    if steps >= planned:
+        return steps, planned, None
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    if timer is not None and timer.time_remaining("train") is not None and timer.time_remaining("train") <= 0:
+        return steps, planned, "max_time"
+    if any(isinstance(c, EarlyStopping) and c.stopped_epoch > 0 for c in trainer.callbacks):
+        return steps, planned, "early_stopping"
+    return steps, planned, None
 
 
 def _upstream(resolved: ResolvedSpec, stage, home: Path, given: str | None):
@@ -322,4 +354,10 @@ def _model_extras(model, datamodule) -> dict[str, float]:
 def summary(result: RunResult) -> str:
     from ups.run.report import metrics_table
 
-    return metrics_table(result.metrics, wall_seconds=result.wall_seconds, where=result.where)
+    table = metrics_table(result.metrics, wall_seconds=result.wall_seconds, where=result.where)
+    if result.stopped_by == "max_time":
+        table += (
+            f"\nWARNING: train.max_time_minutes stopped training after {result.steps} of {result.planned_steps} "
+            f"steps: these numbers depend on this machine's speed (budget in steps: raise or drop the cap)"
+        )
+    return table

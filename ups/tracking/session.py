@@ -97,6 +97,14 @@ class TrackingSession:
             if logger.__class__.__name__ == "WandbLogger":
                 logger.experiment.summary.update(metrics)
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        if self._client is not None:
+            for key, value in tags.items():
+                self._client.set_tag(self.run_id, key, value)
+        for logger in self.loggers:
+            if logger.__class__.__name__ == "WandbLogger":
+                logger.experiment.summary.update(tags)
+
     def finish(self, status: str, *, record_status: str | None = None) -> None:
         """status: FINISHED | FAILED | KILLED (also recorded in run.json for `--resume`, unless `record_status`)."""
         if self.record is None:
