@@ -20,6 +20,8 @@ def test_run_is_tracked_in_mlflow_and_wandb_with_one_identity(workspace, tiny_sp
             assert np.isfinite(result.metrics[f"{split}/{name}"])
             assert np.isfinite(result.metrics[f"{split}/persistence_{name}"])
 
+    assert result.stopped_by is None and result.steps == result.planned_steps > 0  # the step budget ran out
+
     # the coarse numerical solve, next to persistence: a cheap solve of Burgers beats "no change" by far
     for split in ("val", "test"):
         solver = result.metrics[f"{split}/solver_rollout_nrmse"]
@@ -80,3 +82,15 @@ def test_a_pdebench_file_trains_through_data_path(workspace, tmp_path, tiny_spec
     assert np.isfinite(result.metrics["test/rollout_nrmse"])
     run = mlflow_client(workspace).get_run(result.run_id)
     assert run.data.params["data.path"] == str(path)
+
+
+def test_a_run_cut_short_by_max_time_says_so(workspace, tiny_spec):
+    result = run_spec(
+        load_spec(tiny_spec, ["train.max_time_minutes=0.0001", "train.max_epochs=50"]), progress_bar=False
+    )
+    assert result.stopped_by == "max_time"
+    assert 0 < result.steps < result.planned_steps
+    assert result.to_json()["stopped_by"] == "max_time"
+    assert f"stopped training after {result.steps} of {result.planned_steps} steps" in summary(result)
+    tags = mlflow_runs(workspace, "tiny")[0].data.tags
+    assert tags["ups.stopped_by"] == "max_time" and tags["ups.planned_steps"] == str(result.planned_steps)
