@@ -123,3 +123,25 @@ def test_postgres_study_with_two_workers(workspace, tmp_path):
     study = optuna.load_study(study_name=name, storage=url)
     _check_accounted(study, 4)
     assert result.trials["complete"] >= 4
+
+
+def test_workers_get_the_storage_url_through_their_environment_not_argv(tmp_path, monkeypatch):
+    from ups.sweep import driver
+
+    seen = {}
+
+    class FakePopen:
+        def __init__(self, cmd, env):
+            seen["cmd"], seen["env"] = cmd, env
+
+    monkeypatch.setattr(driver.subprocess, "Popen", FakePopen)
+    url = "postgresql://ups:canary-Pa55word@127.0.0.1:5432/optuna"
+    resolved = load_spec(sweep_spec(tmp_path, name="argv"))
+    driver._spawn_worker(resolved, url, "argv", target=4, index=1, threads=1)
+    assert not any("canary-Pa55word" in part for part in seen["cmd"])
+    assert "--storage" not in seen["cmd"]
+    assert seen["env"][driver.STORAGE_ENV] == url
+    # and the worker reads it back; --storage still wins
+    monkeypatch.setenv(driver.STORAGE_ENV, url)
+    assert driver.storage_url(None, "sqlite:///configured.db", tmp_path) == url
+    assert driver.storage_url("sqlite:///given.db", None, tmp_path) == "sqlite:///given.db"

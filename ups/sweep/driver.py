@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 FINISHED = ("COMPLETE", "PRUNED")
 
+STORAGE_ENV = "UPS_SWEEP_STORAGE"
+"""The Optuna storage URL a worker receives (and a user may set instead of --storage, to keep it out of argv)."""
+
 
 class SweepFailed(RuntimeError):
     """The study reached `sweep.max_failures` failed trials."""
@@ -63,6 +66,13 @@ def _check_sweepable(resolved: ResolvedSpec) -> None:
         )
 
 
+def storage_url(given: str | None, configured: str | None, home) -> str:
+    """--storage, then $UPS_SWEEP_STORAGE (what workers receive), then `sweep.storage`, then the workspace's sqlite."""
+    from ups.sweep.study import default_storage
+
+    return given or os.environ.get(STORAGE_ENV) or configured or default_storage(home)
+
+
 def run_sweep(
     resolved: ResolvedSpec,
     *,
@@ -75,7 +85,7 @@ def run_sweep(
 ) -> SweepResult | None:
     import optuna
 
-    from ups.sweep.study import count_states, default_storage, find_or_create_study, make_storage
+    from ups.sweep.study import count_states, find_or_create_study, make_storage
 
     _check_sweepable(resolved)
     if trials is not None and trials < 1:
@@ -86,7 +96,7 @@ def run_sweep(
     cfg = resolved.spec.sweep
     home = workspace.home()
     workspace.contain_environment(home)
-    url = storage or cfg.storage or default_storage(home)
+    url = storage_url(storage, cfg.storage, home)
     store = make_storage(url, cfg)
     target = trials or cfg.trials
 
@@ -161,14 +171,13 @@ def _spawn_worker(
         *([] if resolved.spec.hardware.num_threads else [f"hardware.num_threads={threads}"]),
         "--study",
         name,
-        "--storage",
-        url,
         "--trials",
         str(target),
         "--worker-index",
         str(index),
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    # the storage URL may hold a password: through the environment, never argv (`ps` and W&B show argv)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), STORAGE_ENV: url}
     env.pop("UPS_RUN_ID", None)
     return subprocess.Popen(cmd, env=env)
 
