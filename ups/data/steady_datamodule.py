@@ -46,7 +46,7 @@ class SteadyDataModule(L.LightningDataModule):
                     data.a,
                     data.f,
                     data.u,
-                    np.broadcast_to(params, (len(idx), params.shape[1])),
+                    np.broadcast_to(params, (d.num_trajectories, params.shape[1])),
                     harmonic,
                 )
             )
