@@ -72,12 +72,27 @@ def test_one_parent_a_child_per_stage_and_each_stage_builds_on_the_previous_run(
         "test/gain_kept_corr_time",
     ):
         assert key in student
-    # timed over whole evaluations (metrics included), so below the ratio of network evaluations (4 vs 2 per step)
-    assert student["test/speedup"] > 1.1, "one evaluation instead of K = 3 must be measurably faster"
+    # the speed-up is measured (wall time, so it depends on the machine's load); what it comes from is counted
+    assert student["test/speedup"] > 0
+    assert _refiner_calls_per_step(home, ids[1]) == 3  # the teacher: K = 3 denoising steps
+    assert _refiner_calls_per_step(home, ids[2]) == 1  # the student: one evaluation
     refiner = stages[1]["metrics"]
     assert refiner["test/operator_rollout_nrmse"] == pytest.approx(
         stages[0]["metrics"]["test/rollout_nrmse"], rel=1e-6
     )
+
+
+def _refiner_calls_per_step(home, run_id: str) -> int:
+    from ups.loading import from_checkpoint, run_checkpoint
+
+    loaded = from_checkpoint(run_checkpoint(run_id, home=home))
+    predictor = loaded.predictor()
+    calls = []
+    predictor.refiner.register_forward_hook(lambda *_: calls.append(1))
+    p = torch.zeros(2, len(loaded.layout))
+    with torch.no_grad():
+        predictor(torch.randn(2, 1, 64), p, torch.full((2,), 0.2))
+    return len(calls)
 
 
 def test_rerun_skips_finished_stages_and_from_stage_trains_again(pipeline):

@@ -77,7 +77,10 @@ def test_sigterm_then_resume_matches_uninterrupted(tmp_path):
     resumed = _summary(_cli(spec, home, *extra, "--resume"))
     assert resumed["run_id"] == run_id
     assert len(list(home.glob("runs/*/run.json"))) == 1
+    assert resumed["metrics"].keys() == reference["metrics"].keys()
     for name, value in reference["metrics"].items():
+        if name.endswith("_ms"):  # wall time of the coarse solve: a measurement, not a result
+            continue
         assert resumed["metrics"][name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
 
     runs = mlflow_runs(home, "resumable")
