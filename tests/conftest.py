@@ -39,19 +39,35 @@ def write_tiny_spec(folder: Path, *, name: str = "tiny", epochs: int = 2, tracki
     return path
 
 
-@pytest.fixture
-def workspace(tmp_path, monkeypatch) -> Path:
-    """An empty $UPS_HOME and a fake $HOME (to prove nothing is written there)."""
-    home = tmp_path / "ups_home"
-    user_home = tmp_path / "user_home"
-    user_home.mkdir()
+def isolate(monkeypatch, home: Path, user_home: Path) -> None:
+    """$UPS_HOME at `home`, $HOME at `user_home`, the repository's configs, no W&B/MLflow/run-id variables."""
     monkeypatch.setenv("UPS_HOME", str(home))
     monkeypatch.setenv("HOME", str(user_home))
     monkeypatch.setenv("UPS_CONFIGS", str(ROOT / "configs"))
     for var in [v for v in os.environ if v.startswith(("WANDB_", "MLFLOW_"))]:
         monkeypatch.delenv(var)
     monkeypatch.delenv("UPS_RUN_ID", raising=False)
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch) -> Path:
+    """An empty $UPS_HOME and a fake $HOME (to prove nothing is written there)."""
+    home = tmp_path / "ups_home"
+    user_home = tmp_path / "user_home"
+    user_home.mkdir()
+    isolate(monkeypatch, home, user_home)
     return home
+
+
+REFUSE_PICKLES = """
+import pickle
+def refuse(*a, **k):
+    raise AssertionError("something was unpickled")
+pickle.load = pickle.loads = refuse
+import cloudpickle
+cloudpickle.load = cloudpickle.loads = refuse
+"""
+"""Prefix of a fresh-process script: any unpickling (pickle or cloudpickle) fails it."""
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, sweep_spec
+from conftest import REFUSE_PICKLES, ROOT, sweep_spec
 
 from ups.cli import main
 from ups.run.single import run_spec
@@ -73,14 +73,11 @@ def test_promote_sets_champion_and_rejects_a_worse_run(workspace, champion, caps
     assert str(client.get_model_version_by_alias("reg", "champion").version) == "1"
 
 
-LOAD_IN_FRESH_PROCESS = """
-import json, pickle, sys
+LOAD_IN_FRESH_PROCESS = (
+    REFUSE_PICKLES
+    + """
+import json, sys
 import numpy as np
-def refuse(*a, **k):
-    raise AssertionError("something was unpickled")
-pickle.load = pickle.loads = refuse
-import cloudpickle
-cloudpickle.load = cloudpickle.loads = refuse
 import mlflow
 mlflow.set_tracking_uri(sys.argv[1])
 model = mlflow.pyfunc.load_model("models:/reg@champion")
@@ -92,6 +89,7 @@ def nrmse(p, t):
 print(json.dumps({"one_shape": one.shape, "roll_shape": roll.shape,
                   "model": nrmse(roll, data["target"]), "persistence": nrmse(data["start"][:, None], data["target"])}))
 """
+)
 
 
 def test_registered_model_predicts_in_a_fresh_process_without_pickles(workspace, champion, tmp_path):

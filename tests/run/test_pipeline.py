@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, mlflow_client, mlflow_runs, write_ks_pipeline
+from conftest import REFUSE_PICKLES, isolate, mlflow_client, mlflow_runs, write_ks_pipeline
 
 from ups.cli import main
 
@@ -32,12 +32,7 @@ def pipeline(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pipeline")
     home = folder / "home"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("UPS_HOME", str(home))
-        mp.setenv("HOME", str(folder))
-        mp.setenv("UPS_CONFIGS", str(ROOT / "configs"))
-        for var in [v for v in os.environ if v.startswith(("WANDB_", "MLFLOW_"))]:
-            mp.delenv(var)
-        mp.delenv("UPS_RUN_ID", raising=False)
+        isolate(mp, home, folder)
         spec = write_ks_pipeline(folder)
         code, summary, err = _cli("run", str(spec), "--json", "--no-progress")
         assert code == 0, err[-3000:]
@@ -109,20 +104,18 @@ def test_rerun_skips_finished_stages_and_from_stage_trains_again(pipeline):
     assert code == 2 and "--from-stage: no such stage; got 'studnet'. Did you mean 'student'?" in err
 
 
-LOAD = """
-import json, pickle, sys
+LOAD = (
+    REFUSE_PICKLES
+    + """
+import json, sys
 import numpy as np
-def refuse(*a, **k):
-    raise AssertionError("something was unpickled")
-pickle.load = pickle.loads = refuse
-import cloudpickle
-cloudpickle.load = cloudpickle.loads = refuse
 import mlflow
 mlflow.set_tracking_uri(sys.argv[1])
 model = mlflow.pyfunc.load_model("models:/kspipe@champion")
 start = np.load(sys.argv[2])
 np.save(sys.argv[3], model.predict(start, params={"steps": 5, "L": 21.0}))
 """
+)
 
 
 def test_the_chained_student_promotes_loads_without_pickles_and_evaluates_like_training(pipeline, tmp_path):

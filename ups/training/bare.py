@@ -137,7 +137,7 @@ class BareLoop:
         """Continue from a checkpoint saved at the end of an epoch, by `ups-exp run` or by this loop."""
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         state = {k.removeprefix("model.").replace("_orig_mod.", ""): v for k, v in ckpt["state_dict"].items()}
-        self.model.load_state_dict({k: v for k, v in state.items()}, strict=True)
+        self.model.load_state_dict(state, strict=True)
         self.optimizer.load_state_dict(ckpt["optimizer_states"][0])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(ckpt["lr_schedulers"][0])
