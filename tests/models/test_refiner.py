@@ -25,7 +25,7 @@ class Oracle(torch.nn.Module):
         super().__init__()
         self.target, self.num_steps, self.sigma_min = target, num_steps, sigma_min
 
-    def forward(self, z_t, z_noisy, level, params, dt):
+    def forward(self, z_t, z_noisy, z_op, level, sigma, params, dt):
         k = round(level[0].item() * self.num_steps)
         return (z_noisy - self.target) / noise_level(k, num_steps=self.num_steps, sigma_min=self.sigma_min)
 
@@ -36,9 +36,25 @@ def test_noise_schedule_decreases_geometrically_to_sigma_min():
     assert levels[0] == pytest.approx(4e-7 ** (1 / 3)) and levels[0] > levels[1] > levels[2]
 
 
-def test_a_zero_refiner_leaves_the_operator_prediction_plus_the_last_noise():
+def test_an_untrained_residual_refiner_returns_the_operator_prediction():
+    """`refiner_input: residual` starts as the identity on the operator: training can only add to it."""
     op = _operator()
-    refiner = Refiner(TINY, num_params=2)  # zero-initialized head: predicts no noise
+    model = RefinedOperator(op, Refiner(TINY, num_params=2), num_steps=3, sigma_min=6.3e-4)
+    u, p, dt = torch.randn(4, 1, 64), torch.randn(4, 2), torch.full((4,), 0.2)
+    with torch.no_grad():
+        out, base = model(u, p, dt), op(u, p, dt)
+    assert (out - base).abs().max().item() < 1e-5
+    assert not torch.equal(out, u)  # the operator itself is not the identity
+
+
+def test_refiner_input_is_checked():
+    with pytest.raises(ValueError, match="`refiner_input` must be one of"):
+        Refiner(TINY, num_params=2, refiner_input="noised")
+
+
+def test_a_zero_state_refiner_leaves_the_operator_prediction_plus_the_last_noise():
+    op = _operator()
+    refiner = Refiner(TINY, num_params=2, refiner_input="state")  # zero-initialized head: predicts no noise
     model = RefinedOperator(op, refiner, num_steps=2, sigma_min=1e-3)
     u, p, dt = torch.randn(4, 1, 64), torch.randn(4, 2), torch.full((4,), 0.2)
     with torch.no_grad():

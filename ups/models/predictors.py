@@ -16,7 +16,9 @@ def operator_predictor(lineage: list, layout: tuple[str, ...]) -> LatentOperator
 
 def refined_predictor(lineage: list, layout: tuple[str, ...]) -> RefinedOperator:
     stage = lineage[-1].stage
-    refiner = Refiner(lineage[-1].model, num_fields=1, num_params=len(layout))
+    refiner = Refiner(
+        lineage[-1].model, num_fields=1, num_params=len(layout), refiner_input=stage.refiner_input
+    )
     return RefinedOperator(
         operator_predictor(lineage, layout), refiner, num_steps=stage.num_steps, sigma_min=stage.sigma_min
     )
@@ -25,7 +27,9 @@ def refined_predictor(lineage: list, layout: tuple[str, ...]) -> RefinedOperator
 def distilled_predictor(lineage: list, layout: tuple[str, ...]) -> RefinedOperator:
     """The teacher's architecture (its refiner becomes the student) evaluated at the student's few levels."""
     teacher = lineage[-2].stage
-    student = Refiner(lineage[-2].model, num_fields=1, num_params=len(layout))
+    student = Refiner(
+        lineage[-2].model, num_fields=1, num_params=len(layout), refiner_input=teacher.refiner_input
+    )
     return RefinedOperator(
         operator_predictor(lineage, layout),
         student,

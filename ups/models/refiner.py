@@ -5,6 +5,14 @@ returns is in the operator's normalized units (z = (u − mean) / std).
 
 Inference: ẑ⁰ = operator(u_t); for k in the predictor's steps: z̃ = ẑ + σ_k ε, ẑ = z̃ − σ_k R(z_t, z̃, k), with
 σ_k = σ_min^(k/K). The refiner predicts the noise; a consistency-distilled student is a refiner run at fewer steps.
+
+How R sees its input (`stage.refiner_input`):
+- `residual` (default): x = (z̃ − ẑ⁰)/σ_k, the noised input's deviation from the frozen operator's prediction in
+  units of the noise, and R = x − F(z_t, x, k). ẑ⁰ is a function of u_t, so R is still R(u_t, z̃, k). With F = 0
+  (its initialization) every step returns ẑ⁰ exactly: the refiner starts as the operator and learns the
+  operator's remaining error at each noise level, which a small network learns within a CPU budget.
+- `state`: the paper's parametrization, R = F(z_t, z̃, k). F must find noise of size σ_k in an O(1) field; with a
+  separate small refiner on a short budget it does not (docs/stages.md, "Measured").
 """
 
 from __future__ import annotations
@@ -21,23 +29,42 @@ def noise_level(k: int, *, num_steps: int, sigma_min: float) -> float:
     return sigma_min ** (k / num_steps)
 
 
+REFINER_INPUTS = ("residual", "state")
+
+
 class Refiner(LatentNet):
     """R(z_t, z̃, k) → the noise in z̃, conditioned on the PDE parameters, Δt and k/K."""
 
-    def __init__(self, cfg: OperatorConfig, *, num_fields: int = 1, num_params: int = 1) -> None:
+    def __init__(
+        self,
+        cfg: OperatorConfig,
+        *,
+        num_fields: int = 1,
+        num_params: int = 1,
+        refiner_input: str = "residual",
+    ) -> None:
+        if refiner_input not in REFINER_INPUTS:
+            raise ValueError(f"`refiner_input` must be one of {REFINER_INPUTS}, got {refiner_input!r}")
         super().__init__(cfg, in_fields=2 * num_fields, out_fields=num_fields, cond_inputs=num_params + 2)
+        self.residual = refiner_input == "residual"
 
     def forward(
         self,
         z_t: torch.Tensor,
         z_noisy: torch.Tensor,
+        z_op: torch.Tensor,
         level: torch.Tensor,
+        sigma: torch.Tensor,
         params: torch.Tensor,
         dt: torch.Tensor,
     ) -> torch.Tensor:
-        """z_t, z_noisy: (B, C, X); level: (B,) = k/K; params (B, P); dt (B,). Returns ε̂ (B, C, X)."""
+        """z_t, z_noisy, z_op (the operator's prediction): (B, C, X); level: (B,) = k/K; sigma: (B,) = σ_k;
+        params (B, P); dt (B,). Returns ε̂ (B, C, X)."""
         cond = torch.cat([params, dt.view(-1, 1), level.view(-1, 1)], dim=1)  # (B, P + 2)
-        return self.trunk(torch.cat([z_t, z_noisy], dim=1), cond)
+        if not self.residual:
+            return self.trunk(torch.cat([z_t, z_noisy], dim=1), cond)
+        x = (z_noisy - z_op) / sigma.view(-1, 1, 1)  # (B, C, X): ε plus the operator's error in units of σ_k
+        return x - self.trunk(torch.cat([z_t, x], dim=1), cond)
 
 
 class RefinedOperator(nn.Module):
@@ -68,22 +95,29 @@ class RefinedOperator(nn.Module):
         return noise_level(k, num_steps=self.num_steps, sigma_min=self.sigma_min)
 
     def refine_step(
-        self, z_t, z, k: int, params, dt, refiner: nn.Module | None = None
+        self, z_t, z, z_op, k: int, params, dt, refiner: nn.Module | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One denoising step at level k: (the noised input z̃, the refined ẑ), both (B, C, X)."""
+        """One denoising step at level k from ẑ = `z` (z_op: the operator's prediction ẑ⁰): (the noised input z̃,
+        the refined ẑ), both (B, C, X)."""
         sigma = self.sigma(k)
         z_noisy = z + sigma * torch.randn_like(z)
         level = torch.full((z.shape[0],), k / self.num_steps, device=z.device, dtype=z.dtype)
-        return z_noisy, z_noisy - sigma * (refiner or self.refiner)(z_t, z_noisy, level, params, dt)
+        sigmas = torch.full_like(level, sigma)
+        eps = (refiner or self.refiner)(z_t, z_noisy, z_op, level, sigmas, params, dt)
+        return z_noisy, z_noisy - sigma * eps
+
+    def operator_step(self, u: torch.Tensor, params: torch.Tensor, dt: torch.Tensor):
+        """(z_t, ẑ⁰): the normalized state and the operator's normalized prediction, both (B, C, X)."""
+        op = self.operator
+        return op.normalize(u), op.normalize(op(u, params, dt))
 
     def forward(self, u: torch.Tensor, params: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
         """u: (B, C, X) physical state → the refined next state (B, C, X)."""
-        op = self.operator
-        z_t = op.normalize(u)
-        z = op.normalize(op(u, params, dt))
+        z_t, z_op = self.operator_step(u, params, dt)
+        z = z_op
         for k in self.steps:
-            _, z = self.refine_step(z_t, z, k, params, dt)
-        return op.denormalize(z)
+            _, z = self.refine_step(z_t, z, z_op, k, params, dt)
+        return self.operator.denormalize(z)
 
     def rollout(self, u0: torch.Tensor, params: torch.Tensor, dt: torch.Tensor, steps: int) -> torch.Tensor:
         return rollout(self, u0, params, dt, steps)

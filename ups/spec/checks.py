@@ -226,6 +226,13 @@ def _check_stage(spec: Spec, source: Source) -> None:
     if isinstance(st, DiffusionResidualStage):
         _require(1 <= st.num_steps <= 16, source, "stage.num_steps", "must be in [1, 16]", st.num_steps)
         _require(0 < st.sigma_min < 1, source, "stage.sigma_min", "must be in (0, 1)", st.sigma_min)
+        _require(
+            st.refiner_input in ("residual", "state"),
+            source,
+            "stage.refiner_input",
+            "must be `residual` or `state`",
+            st.refiner_input,
+        )
     if isinstance(st, ConsistencyDistillStage):
         _require(st.num_evals in (1, 2), source, "stage.num_evals", "must be 1 or 2", st.num_evals)
     if isinstance(st, DiffusionResidualStage | ConsistencyDistillStage):

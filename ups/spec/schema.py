@@ -49,8 +49,12 @@ class DiffusionResidualStage(StageConfig):
     kind: str = "diffusion_residual"
     num_steps: int = 3
     """K: denoising steps after the operator's prediction."""
-    sigma_min: float = 4.0e-7
-    """Noise level of the last step, in normalized units; step k uses sigma_min^(k/K)."""
+    sigma_min: float = 6.3e-4
+    """Noise std of the last step, in normalized units; step k uses sigma_min^(k/K). The reference implementation's
+    4e-7 is a DDPM beta (a variance): its std is √(4e-7) ≈ 6.3e-4, the default here."""
+    refiner_input: str = "residual"
+    """How the refiner sees the noised state: `residual` (its deviation from the operator's prediction in units of
+    the noise, so the refiner starts as the operator) or `state` (the noised state itself, the paper's form)."""
     ema_decay: float = 0.995
     """Decay of the moving average of the refiner's weights that is evaluated and saved as the predictor."""
     eval_seed: int = 0

@@ -79,18 +79,17 @@ class ConsistencyDistillModule(StageModule):
         window, params, dt, _task = batch  # (B, K+1, C, X): only the first state is used
         teacher = self.teacher()
         with torch.no_grad():
-            z_t = self.operator.normalize(window[:, 0])  # (B, C, X)
-            z = self.operator.normalize(self.operator(window[:, 0], params, dt))
-            noisy = {}
+            z_t, z_op = teacher.operator_step(window[:, 0], params, dt)  # (B, C, X) each
+            z, noisy = z_op, {}
             for k in teacher.steps:
-                noisy[k], z = teacher.refine_step(z_t, z, k, params, dt)
+                noisy[k], z = teacher.refine_step(z_t, z, z_op, k, params, dt)
         pick = torch.randint(len(self.levels), (z_t.shape[0],), device=z_t.device)  # (B,)
         k = torch.tensor(self.levels, device=z_t.device)[pick]  # (B,)
         stacked = torch.stack([noisy[level] for level in self.levels])  # (L, B, C, X)
         z_in = stacked[pick, torch.arange(z_t.shape[0], device=z_t.device)]  # (B, C, X)
-        sigma = (teacher.sigma_min ** (k.double() / teacher.num_steps)).to(z_t.dtype).view(-1, 1, 1)
-        target = (z_in - z) / sigma
-        pred = self.student(z_t, z_in, k.to(z_t.dtype) / teacher.num_steps, params, dt)
+        sigma = (teacher.sigma_min ** (k.double() / teacher.num_steps)).to(z_t.dtype)  # (B,)
+        target = (z_in - z) / sigma.view(-1, 1, 1)
+        pred = self.student(z_t, z_in, z_op, k.to(z_t.dtype) / teacher.num_steps, sigma, params, dt)
         loss = (pred - target).square().mean()
         check_finite(loss, self.global_step)
         self.log("train/loss", loss, batch_size=z_t.shape[0])

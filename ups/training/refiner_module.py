@@ -1,7 +1,8 @@
 """LightningModule of the `diffusion_residual` stage: PDE-Refiner's refiner trained against a frozen operator.
 
 Training pairs (u_t, u_{t+1}) come from the data: k ~ U{1..K}, σ_k = σ_min^(k/K), z̃ = z_{t+1} + σ_k ε (the TRUE
-next state is noised, as in the paper), loss ‖R(z_t, z̃, k) − ε‖². An exponential moving average of the refiner's
+next state is noised, as in the paper), loss ‖R(z_t, z̃, k) − ε‖². The refiner also gets the frozen operator's
+prediction ẑ⁰ (how it uses it: `stage.refiner_input`, ups.models.refiner). An exponential moving average of the refiner's
 weights is what is evaluated and saved as the predictor. Legend: B batch, C fields, X grid points.
 """
 
@@ -33,7 +34,12 @@ class DiffusionResidualModule(StageModule):
         if upstream_state is not None:
             self.operator.load_state_dict(upstream_state)
         self.operator.requires_grad_(False)
-        self.refiner = Refiner(self.spec.model, num_fields=1, num_params=len(self.layout))
+        self.refiner = Refiner(
+            self.spec.model,
+            num_fields=1,
+            num_params=len(self.layout),
+            refiner_input=self.spec.stage.refiner_input,
+        )
         self.ema = copy.deepcopy(self.refiner).requires_grad_(False)
 
     def predictor(self) -> RefinedOperator:
@@ -54,13 +60,21 @@ class DiffusionResidualModule(StageModule):
         window, params, dt, _task = batch  # (B, K+1, C, X): only the first pair is used
         st, op = self.spec.stage, self.operator
         z_t, z_next = op.normalize(window[:, 0]), op.normalize(window[:, 1])  # (B, C, X)
+        with torch.no_grad():
+            z_op = op.normalize(op(window[:, 0], params, dt))  # (B, C, X): the frozen operator's prediction
         k = torch.randint(1, st.num_steps + 1, (z_t.shape[0],), device=z_t.device)  # (B,)
-        sigma = (st.sigma_min ** (k.double() / st.num_steps)).to(z_t.dtype).view(-1, 1, 1)  # (B, 1, 1)
+        sigma = (st.sigma_min ** (k.double() / st.num_steps)).to(z_t.dtype)  # (B,)
         eps = torch.randn_like(z_next)
-        pred = self.refiner(z_t, z_next + sigma * eps, k.to(z_t.dtype) / st.num_steps, params, dt)
-        loss = (pred - eps).square().mean()
+        z_noisy = z_next + sigma.view(-1, 1, 1) * eps
+        pred = self.refiner(z_t, z_noisy, z_op, k.to(z_t.dtype) / st.num_steps, sigma, params, dt)
+        per_sample = (pred - eps).square().mean(dim=(1, 2))  # (B,)
+        loss = per_sample.mean()
         check_finite(loss, self.global_step)
         self.log("train/loss", loss, batch_size=z_t.shape[0])
+        for level in range(1, st.num_steps + 1):  # which noise level the refiner has (not) learned
+            at = k == level
+            if at.any():
+                self.log(f"train/loss_k{level}", per_sample[at].mean(), batch_size=int(at.sum()))
         self.log("loss", loss, prog_bar=True, logger=False, batch_size=z_t.shape[0])
         return loss
 
