@@ -92,6 +92,15 @@ def test_show_yaml_is_loadable_and_redacted(tmp_path):
             ["hardware=cpu_ddp2", "hardware.strategy=fsdp"],
             "command line: hardware.strategy: FSDP requires GPUs",
         ),
+        (
+            ["hardware=cpu_ddp2", "train.batch_size=33"],
+            "command line: train.batch_size: the global batch must split evenly over 2 device(s) x 1 node(s) x 1 "
+            "accumulation step(s) = 2 micro-batches; got 33. Use a multiple of 2.",
+        ),
+        (
+            ["hardware=4gpu_fsdp", "hardware.devices=1"],
+            "hardware.strategy: FSDP shards over at least 2 devices; got '1 device(s) x 1 node(s)'.",
+        ),
         (["lr"], "command line: an override must look like key=value; got 'lr'."),
     ],
 )
@@ -209,7 +218,7 @@ def test_schema_defaults_are_pinned_so_spec_hashes_stay_honest():
     from ups.spec.schema import DEFAULTS_EPOCH, Spec
 
     blob = json.dumps(dataclasses.asdict(Spec(name="x")), sort_keys=True, default=str)
-    assert (hashlib.sha256(blob.encode()).hexdigest()[:16], DEFAULTS_EPOCH) == ("801e65b3b987c69c", 1)
+    assert (hashlib.sha256(blob.encode()).hexdigest()[:16], DEFAULTS_EPOCH) == ("801e65b3b987c69c", 2)
 
 
 def test_a_key_at_its_default_does_not_enter_the_spec_hash():

@@ -131,3 +131,29 @@ def _tmp(setup):
     folder = setup[2] / "refused"
     folder.mkdir(exist_ok=True)
     return folder
+
+
+def test_the_global_batch_is_split_into_micro_batches_without_changing_training(setup):
+    """`train.batch_size` is the global batch of an optimizer step: with 2 accumulation steps each forward pass
+    sees half of it, and the optimizer steps on the same windows, so training follows the 1-step run."""
+    spec, sources, _ = setup
+    accumulated = dataclasses.replace(
+        spec,
+        train=dataclasses.replace(spec.train, accumulate_grad_batches=2, batches_per_epoch=2 * BATCHES),
+    )
+    module, dm = _module(spec, sources)
+    start = copy.deepcopy(module.model)
+    whole = BareLoop.from_spec(spec, dm, model=module.model)
+    losses = whole.train()
+    dm_acc = PDEDataModule(accumulated, sources)
+    assert dm.micro_batch_size() == 8 and dm_acc.micro_batch_size() == 4 and dm_acc.micro_batch_size(2) == 2
+    split = BareLoop.from_spec(accumulated, dm_acc, model=start)
+    assert next(iter(split.loader))[0].shape[0] == 4
+    halves = split.train()
+    assert split.step == whole.step == EPOCHS * BATCHES
+    # each optimizer step's loss is the mean over its two half batches (the same windows, the same weights)
+    paired = [(a + b) / 2 for a, b in zip(halves[::2], halves[1::2], strict=True)]
+    assert paired == pytest.approx(losses, rel=1e-4)
+    sa, sb = whole.model.state_dict(), split.model.state_dict()
+    for k in sa:  # the same gradients summed in another order; Adam magnifies rounding where a gradient is ~0
+        assert (sa[k] - sb[k]).norm() <= 1e-3 * sa[k].norm() + 1e-6, k

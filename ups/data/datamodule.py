@@ -182,18 +182,25 @@ class PDEDataModule(L.LightningDataModule):
     def train_dataset(self) -> WindowDataset:
         return WindowDataset(self.train, self.spec.train.unroll_steps + 1)
 
+    def micro_batch_size(self, world: int = 1) -> int:
+        """Windows per process per forward pass: `train.batch_size` is the GLOBAL batch of one optimizer step,
+        split over the processes and the accumulation steps (spec checks make it divide evenly)."""
+        t = self.spec.train
+        return t.batch_size // (world * t.accumulate_grad_batches)
+
     def train_dataloader(self) -> DataLoader:
         ds = self.train_dataset()
         rank, world = self._rank_world()
         t = self.spec.train
+        micro = self.micro_batch_size(world)
         if self.task_names:
-            n = t.batches_per_epoch * t.batch_size if t.batches_per_epoch else math.ceil(len(ds) / world)
+            n = t.batches_per_epoch * micro if t.batches_per_epoch else math.ceil(len(ds) / world)
             sampler: Sampler = TaskBalancedSampler(
                 ds, self.weights, num_samples=n, seed=self.spec.seed, rank=rank, world_size=world
             )
         else:
             sampler = EpochSampler(len(ds), seed=self.spec.seed, shuffle=True, rank=rank, world_size=world)
-        return DataLoader(ds, batch_size=t.batch_size, sampler=sampler, drop_last=False)
+        return DataLoader(ds, batch_size=micro, sampler=sampler, drop_last=False)
 
     def _eval_loader(self, split: str) -> DataLoader:
         ds = TrajectoryDataset(self.states[split], self.params[split], self.dts[split], self.tasks[split])

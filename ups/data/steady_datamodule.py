@@ -62,7 +62,8 @@ class SteadyDataModule(L.LightningDataModule):
     def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
         rank, world = self._rank_world()
         tensors = tuple(t[rank::world] for t in self.tensors[split])
-        batch = self.spec.train.batch_size if shuffle else self.spec.eval.batch_size
+        t = self.spec.train  # train.batch_size is the global batch (see PDEDataModule.micro_batch_size)
+        batch = t.batch_size // (world * t.accumulate_grad_batches) if shuffle else self.spec.eval.batch_size
         g = torch.Generator().manual_seed(self.spec.seed + rank)
         return DataLoader(TensorDataset(*tensors), batch_size=batch, shuffle=shuffle, generator=g)
 

@@ -353,7 +353,25 @@ def check_spec(spec: Spec, source: Source) -> None:
     _require(h.num_nodes >= 1, source, "hardware.num_nodes", "must be >= 1", h.num_nodes)
     if h.num_threads is not None:
         _require(h.num_threads >= 1, source, "hardware.num_threads", "must be >= 1 (or null)", h.num_threads)
+    world = h.devices * h.num_nodes
+    _require(
+        t.batch_size % (world * t.accumulate_grad_batches) == 0,
+        source,
+        "train.batch_size",
+        f"the global batch must split evenly over {h.devices} device(s) x {h.num_nodes} node(s) x "
+        f"{t.accumulate_grad_batches} accumulation step(s) = {world * t.accumulate_grad_batches} micro-batches",
+        t.batch_size,
+        f"Use a multiple of {world * t.accumulate_grad_batches}.",
+    )
     if h.strategy == "fsdp":
+        _require(
+            world >= 2,
+            source,
+            "hardware.strategy",
+            "FSDP shards over at least 2 devices",
+            f"{h.devices} device(s) x {h.num_nodes} node(s)",
+            "Use strategy: auto (or ddp) on one device.",
+        )
         _require(
             h.accelerator == "gpu",
             source,

@@ -352,7 +352,7 @@ class Spec:
     registry: RegistryConfig = field(default_factory=RegistryConfig)
 
 
-DEFAULTS_EPOCH = 1
+DEFAULTS_EPOCH = 2
 """Part of every spec hash. Bump it when a schema default changes meaning (tests/spec/test_load.py pins them)."""
 
 
