@@ -22,14 +22,12 @@ from torch import nn
 
 from ups.models.config import OperatorConfig
 from ups.models.operator import LatentNet, LatentOperator, rollout
+from ups.spec.schema import REFINER_INPUTS
 
 
 def noise_level(k: int, *, num_steps: int, sigma_min: float) -> float:
     """σ_k = σ_min^(k/K): from about σ_min^(1/K) (k = 1) down to σ_min (k = K)."""
     return sigma_min ** (k / num_steps)
-
-
-REFINER_INPUTS = ("residual", "state")
 
 
 class Refiner(LatentNet):

@@ -9,6 +9,7 @@ from pathlib import Path
 from ups.spec.errors import SpecError, did_you_mean
 from ups.spec.metrics import metric_names
 from ups.spec.schema import (
+    REFINER_INPUTS,
     STEADY_FAMILIES,
     ConsistencyDistillStage,
     DiffusionResidualStage,
@@ -227,7 +228,7 @@ def _check_stage(spec: Spec, source: Source) -> None:
         _require(1 <= st.num_steps <= 16, source, "stage.num_steps", "must be in [1, 16]", st.num_steps)
         _require(0 < st.sigma_min < 1, source, "stage.sigma_min", "must be in (0, 1)", st.sigma_min)
         _require(
-            st.refiner_input in ("residual", "state"),
+            st.refiner_input in REFINER_INPUTS,
             source,
             "stage.refiner_input",
             "must be `residual` or `state`",

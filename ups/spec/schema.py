@@ -42,6 +42,10 @@ class OperatorStage(StageConfig):
     loss: LossConfig = field(default_factory=LossConfig)
 
 
+REFINER_INPUTS = ("residual", "state")
+"""`stage.refiner_input` values (ups.models.refiner explains each)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class DiffusionResidualStage(StageConfig):
     """PDE-Refiner (Lippe et al. 2023) with the frozen operator as its step k = 0."""
