@@ -101,6 +101,10 @@ def test_show_yaml_is_loadable_and_redacted(tmp_path):
             ["hardware=4gpu_fsdp", "hardware.devices=1"],
             "hardware.strategy: FSDP shards over at least 2 devices; got '1 device(s) x 1 node(s)'.",
         ),
+        (
+            ["stage=diffusion_residual", "stage.from=0123456789abcdef", "stage.refiner_input=noise"],
+            "command line: stage.refiner_input: must be `residual` or `state`; got 'noise'.",
+        ),
         (["lr"], "command line: an override must look like key=value; got 'lr'."),
     ],
 )
