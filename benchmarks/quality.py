@@ -40,13 +40,13 @@ import json
 import math
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _ups import run_ups
 from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,18 +86,7 @@ class FNOStep(nn.Module):
 
 def run_operator(seed: int, extra: list[str], home: Path) -> tuple[dict, float]:
     """`ups-exp run` of the flagship in `home`: its JSON summary and the command's wall seconds."""
-    env = {**os.environ, "UPS_HOME": str(home), "WANDB_MODE": "offline"}
-    cmd = [
-        str(ROOT / ".venv" / "bin" / "ups-exp"), "run", str(SPEC), "tracking=none", f"seed={seed}", *extra,
-        "--json", "--no-progress",
-    ]  # fmt: skip
-    started = time.perf_counter()
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.stderr.write(done.stderr[-4000:])
-        raise SystemExit(f"ups-exp exited {done.returncode}")
-    return json.loads(done.stdout.strip().splitlines()[-1]), wall
+    return run_ups(SPEC, ["tracking=none", f"seed={seed}", *extra, "--no-progress"], home)
 
 
 def training_seconds(checkpoint: Path, spec) -> tuple[float, float] | None:

@@ -24,11 +24,10 @@ import math
 import os
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _ups import run_ups
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "ks_pipeline.yaml"
@@ -37,21 +36,16 @@ QUICK = [
     "train.max_epochs=1",
     "train.batches_per_epoch=10",
     "eval.horizon=100",
+    "train.val_every_n_epochs=1",  # the spec validates every few epochs; a 1-epoch stage must validate too
     "stages.refiner.train.max_epochs=1",
+    "stages.refiner.train.val_every_n_epochs=1",
     "stages.student.train.max_epochs=1",
+    "stages.student.train.val_every_n_epochs=1",
 ]
 
 
 def run_seed(seed: int, extra: list[str], home: Path) -> dict:
-    env = {**os.environ, "UPS_HOME": str(home), "WANDB_MODE": "offline"}
-    cmd = [str(ROOT / ".venv" / "bin" / "ups-exp"), "run", str(SPEC), f"seed={seed}", *extra, "--json"]
-    started = time.perf_counter()
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.stderr.write(done.stderr[-4000:])
-        raise SystemExit(f"seed {seed}: ups-exp exited {done.returncode}")
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out, wall = run_ups(SPEC, [f"seed={seed}", *extra], home, label=f"seed {seed}: ")
     stages = {s["stage"]: s for s in out["stages"]}
     ref, stu = stages["refiner"]["metrics"], stages["student"]["metrics"]
     return {
