@@ -169,3 +169,49 @@ def write_ks_pipeline(folder: Path, *, name: str = "kspipe", tracking: str = "lo
     path = folder / f"{name}.yaml"
     path.write_text(KS_PIPELINE.format(name=name, tracking=tracking))
     return path
+
+
+def postgres_url() -> str:
+    """The CI PostgreSQL's URL (its role may create databases and roles); skip with the reason when none answers."""
+    url = os.environ.get("UPS_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("UPS_TEST_POSTGRES_URL is not set (.ci/run starts a throwaway PostgreSQL and sets it)")
+    try:
+        import sqlalchemy
+
+        sqlalchemy.create_engine(url).connect().close()
+    except Exception as exc:
+        pytest.skip(f"no PostgreSQL server answers at UPS_TEST_POSTGRES_URL: {exc.__class__.__name__}")
+    return url
+
+
+def postgres_database(password: str) -> str:
+    """A fresh role with `password` owning a fresh database on the CI server; returns its URL (password inside)."""
+    import uuid
+
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(postgres_url())
+    name = f"t{uuid.uuid4().hex[:12]}"
+    engine = sqlalchemy.create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'"))
+        conn.execute(sqlalchemy.text(f"GRANT {name} TO CURRENT_USER"))
+        conn.execute(sqlalchemy.text(f"CREATE DATABASE {name} OWNER {name}"))
+    engine.dispose()
+    return admin.set(username=name, password=password, database=name).render_as_string(hide_password=False)
+
+
+def postgres_dump(url: str) -> str:
+    """Every row of every table of a database, as text (to search a store for a string)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    rows = []
+    with engine.connect() as conn:
+        for table in sqlalchemy.inspect(conn).get_table_names():
+            for row in conn.execute(sqlalchemy.text(f'SELECT * FROM "{table}"')):
+                rows.append(f"{table}: {tuple(row)!r}")
+    engine.dispose()
+    return "\n".join(rows)

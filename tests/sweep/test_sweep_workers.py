@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import ROOT, subprocess_env, sweep_spec
+from conftest import ROOT, postgres_url, subprocess_env, sweep_spec
 
 from ups.spec.load import load_spec
 from ups.sweep.driver import run_sweep
@@ -100,22 +100,9 @@ def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path):
     assert len(retries) == 1 and retries[0].params == stale.params and retries[0].state.name == "COMPLETE"
 
 
-def _postgres_url() -> str:
-    url = os.environ.get("UPS_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("UPS_TEST_POSTGRES_URL is not set (.ci/run starts a throwaway PostgreSQL and sets it)")
-    try:
-        import sqlalchemy
-
-        sqlalchemy.create_engine(url).connect().close()
-    except Exception as exc:
-        pytest.skip(f"no PostgreSQL server answers at UPS_TEST_POSTGRES_URL: {exc.__class__.__name__}")
-    return url
-
-
 @pytest.mark.postgres
 def test_postgres_study_with_two_workers(workspace, tmp_path):
-    url = _postgres_url()
+    url = postgres_url()
     name = f"pg-{uuid.uuid4().hex[:8]}"
     spec = sweep_spec(tmp_path, name=name, trials=4, epochs=2, pruner="none", sampler="random")
     result = run_sweep(load_spec(spec), workers=2, storage=url)

@@ -12,6 +12,7 @@ from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 
 from ups.spec.errors import SpecError
 from ups.spec.load import ResolvedSpec, flatten_tree, with_values
+from ups.spec.redact import redact
 from ups.spec.search_space import suggest
 from ups.training.metrics import per_sample_metric
 
@@ -56,7 +57,7 @@ class Objective:
         try:
             spec = with_values(self.resolved, params)  # frozen: a spec file edited mid-sweep changes nothing
         except SpecError as exc:
-            trial.set_user_attr("fail_reason", f"invalid trial spec: {exc}")
+            trial.set_user_attr("fail_reason", redact(f"invalid trial spec: {exc}"))
             raise
         callbacks: list = []
         if not cfg.objectives and cfg.pruner != "none":
@@ -92,8 +93,9 @@ class Objective:
             self._tag(trial, "FAIL")
             raise
         except Exception as exc:
-            trial.set_user_attr("fail_reason", f"{exc.__class__.__name__}: {exc}"[:500])
-            log.warning("trial %d failed: %s: %s", trial.number, exc.__class__.__name__, exc)
+            reason = redact(f"{exc.__class__.__name__}: {exc}")  # a connection error may quote a URL
+            trial.set_user_attr("fail_reason", reason[:500])
+            log.warning("trial %d failed: %s", trial.number, reason)
             self._tag(trial, "FAIL")
             raise
         self._tag(trial, "COMPLETE")

@@ -133,7 +133,10 @@ def ensure_experiment(client: Any, name: str, uri: str, home: Path) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    location = (home / "mlartifacts" / name).as_uri() if uri.startswith("sqlite:") else None
+    # a database store (sqlite or a server's PostgreSQL) has no artifact root of its own: the workspace's, not
+    # ./mlruns in whatever folder the command ran from; a tracking server keeps its own
+    served = uri.startswith(("http://", "https://", "databricks"))
+    location = None if served else (home / "mlartifacts" / name).as_uri()
     try:
         return client.create_experiment(name, artifact_location=location)
     except Exception:  # another process created it first
