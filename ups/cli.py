@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     promote = with_spec("promote", "register the best run in the MLflow Model Registry behind evidence gates")
     promote.add_argument("--study", help="choose among this study's trials (default: the spec's study)")
     promote.add_argument("--run", help="promote this MLflow run instead of a study's best trial")
+    promote.add_argument("--storage", help="the study's Optuna storage URL (as for sweep and status)")
     promote.add_argument("--alias", default="champion", help="alias to move (default: champion)")
     promote.add_argument("--dry-run", action="store_true", help="report the decision, change nothing")
     promote.add_argument(
@@ -114,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     from ups.spec.load import ResolvedPipeline, load_experiment, load_spec
 
     try:
+        if getattr(args, "study", None) is not None:  # it names a folder under $UPS_HOME
+            from ups.spec.checks import check_safe_name
+
+            check_safe_name(args.study, key="--study", file="command line")
         if args.command == "export":
             return _export(args)
         if args.command in ("run", "validate", "show"):
@@ -154,8 +159,17 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.study and args.run:
                 raise SpecError("give --study or --run, not both", file="command line")
+            if args.storage and args.run:
+                raise SpecError(
+                    "--storage chooses a study: give it with --study, not with --run", file="command line"
+                )
             result = promote(
-                resolved, study=args.study, run_id=args.run, alias=args.alias, dry_run=args.dry_run
+                resolved,
+                study=args.study,
+                run_id=args.run,
+                alias=args.alias,
+                dry_run=args.dry_run,
+                storage=args.storage,
             )
             print("\n".join(result.lines))
             if args.json:

@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, postgres_database, postgres_dump, subprocess_env, sweep_spec
+from conftest import postgres_database, postgres_dump, subprocess_env, sweep_spec
 
 pytestmark = pytest.mark.postgres
 
@@ -49,9 +49,10 @@ def test_canary_secrets_reach_no_file_store_argv_or_output(tmp_path):
     home, user_home, specs = tmp_path / "home", tmp_path / "user_home", tmp_path / "specs"
     user_home.mkdir()
     specs.mkdir()
-    spec = sweep_spec(specs, name="canary", trials=2, epochs=2, tracking="local", pruner="none", sampler="random")
+    spec = sweep_spec(
+        specs, name="canary", trials=2, epochs=2, tracking="local", pruner="none", sampler="random"
+    )
     # the storage URL in the spec (a user's file, outside the workspace); the MLflow URI and W&B key in the env
-    spec.write_text(spec.read_text() + f"\n# and the study's store\n")
     spec.write_text(spec.read_text().replace("sweep: {", f"sweep: {{storage: '{storage}', "))
     env = subprocess_env(
         home,

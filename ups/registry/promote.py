@@ -55,7 +55,9 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _candidate_run(client, resolved: ResolvedSpec, *, study: str | None, run_id: str | None):
+def _candidate_run(
+    client, resolved: ResolvedSpec, *, study: str | None, run_id: str | None, storage: str | None = None
+):
     from ups.spec.metrics import select_direction
     from ups.tracking.session import mlflow_metric_name
 
@@ -69,7 +71,7 @@ def _candidate_run(client, resolved: ResolvedSpec, *, study: str | None, run_id:
 
     from ups.sweep.status import study_status
 
-    status = study_status(resolved, study=study)
+    status = study_status(resolved, study=study, storage=storage)
     ids = [t["run_id"] for t in status["trials"] if t["state"] == "COMPLETE" and t["run_id"]]
     if not ids:
         raise SpecError(
@@ -112,7 +114,9 @@ def promote(
     run_id: str | None = None,
     alias: str = "champion",
     dry_run: bool = False,
+    storage: str | None = None,
 ) -> PromoteResult:
+    """Register the best trial of `study` (in `storage`, default as `sweep`) or the run `run_id`, behind the gates."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -138,7 +142,7 @@ def promote(
     name = spec.registry.model_name or spec.name
     scratch = Path(tempfile.mkdtemp(prefix="ups-promote-"))
 
-    run = _candidate_run(client, resolved, study=study, run_id=run_id)
+    run = _candidate_run(client, resolved, study=study, run_id=run_id, storage=storage)
     candidate = from_checkpoint(
         run_checkpoint(run.info.run_id, home=home, client=client), run_id=run.info.run_id
     )

@@ -100,11 +100,13 @@ class SigtermGuard:
     @contextlib.contextmanager
     def installed(self):
         previous = signal.getsignal(signal.SIGTERM)
+        previous_int = signal.getsignal(signal.SIGINT)  # Lightning ignores SIGINT after it handled one
         signal.signal(signal.SIGTERM, self._handler)
         try:
             yield self
         finally:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
 
 
 def run_spec(
@@ -137,7 +139,7 @@ def run_spec(
     import lightning.pytorch as L
     import torch
 
-    from ups.spec.redact import redact, redact_tree
+    from ups.spec.redact import redact_tree
     from ups.tracking.session import base_tags, start_tracking
     from ups.training.stages import stage_of
     from ups.training.trainer import build_trainer
@@ -164,28 +166,27 @@ def run_spec(
     session = start_tracking(
         resolved, home, resume=record, rank=rank, tags=tags, wandb_group=trial.wandb_group if trial else None
     )
-    if trial and trial.on_start:
-        trial.on_start(session.run_id)
-    last = session.run_dir / "checkpoints" / "last.ckpt"
-    ckpt_path = str(last) if resume and last.is_file() else None
-    if resume:
-        log.info("resuming run %s from %s", session.run_id, ckpt_path or "the start (no checkpoint yet)")
-    trainer, ckpt_cb = build_trainer(
-        spec,
-        run_dir=session.run_dir,
-        loggers=session.loggers,
-        progress_bar=progress_bar,
-        callbacks=trial.callbacks if trial else [],
-    )
-
-    try:
+    try:  # from here on, the run exists: any way out marks it FINISHED, KILLED or FAILED, never left RUNNING
+        if trial and trial.on_start:
+            trial.on_start(session.run_id)
+        last = session.run_dir / "checkpoints" / "last.ckpt"
+        ckpt_path = str(last) if resume and last.is_file() else None
+        if resume:
+            log.info("resuming run %s from %s", session.run_id, ckpt_path or "the start (no checkpoint yet)")
+        trainer, ckpt_cb = build_trainer(
+            spec,
+            run_dir=session.run_dir,
+            loggers=session.loggers,
+            progress_bar=progress_bar,
+            callbacks=trial.callbacks if trial else [],
+        )
         with SigtermGuard().installed() as guard:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
             guard.check()
             if trainer.interrupted:
                 raise RunInterrupted("training was interrupted")
             best = ckpt_cb.best_model_path or ckpt_cb.last_model_path
-            steps, planned, stopped_by = _training_budget(trainer)
+            budget = _training_budget(trainer)
             if trial is not None:  # training is over: the final validation must not report or prune again
                 trainer.callbacks = [c for c in trainer.callbacks if all(c is not t for t in trial.callbacks)]
             trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
@@ -198,9 +199,27 @@ def run_spec(
         raise RunInterrupted(f"run {session.run_id} interrupted; continue it with --resume") from exc
     except BaseException as exc:
         pruned = type(exc).__name__ == "TrialPruned"
-        session.finish("KILLED" if pruned else "FAILED", record_status="PRUNED" if pruned else None)
+        reason = None if pruned else f"{exc.__class__.__name__}: {exc}"
+        session.finish(
+            "KILLED" if pruned else "FAILED", record_status="PRUNED" if pruned else None, reason=reason
+        )
+        raise
+    try:
+        return _report(resolved, stage, module, datamodule, trainer, session, trial, started, best, budget)
+    except BaseException as exc:  # after training: still never left RUNNING
+        session.finish("FAILED", reason=f"{exc.__class__.__name__}: {exc}")
         raise
 
+
+def _report(
+    resolved, stage, module, datamodule, trainer, session, trial, started, best, budget
+) -> RunResult | None:
+    """Metrics, the solver baseline, plots and artifacts of a trained run; finishes its tracking."""
+    from ups.spec.redact import redact
+
+    spec = resolved.spec
+    rank = global_rank(spec.hardware.devices)
+    steps, planned, stopped_by = budget
     metrics = {
         f"{split}/{k}": v
         for split in ("val", "test")

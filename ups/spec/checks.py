@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -258,10 +259,29 @@ def _check_stage(spec: Spec, source: Source) -> None:
     )
 
 
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+"""Names that become folder and file names under $UPS_HOME (`name`, `--study`, `registry.model_name`)."""
+
+
+def check_safe_name(value: str, *, key: str, file: str) -> None:
+    """A name used in a path must stay inside $UPS_HOME: letters, digits, `.`, `_`, `-`; not starting with `.`."""
+    if not SAFE_NAME.fullmatch(value or ""):
+        raise SpecError(
+            "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit (it names files)",
+            file=file,
+            key=key,
+            got=value,
+        )
+
+
 def check_spec(spec: Spec, source: Source) -> None:
     """Raise `SpecError` for the first rule the resolved spec breaks."""
     t, d, e, m, h = spec.train, spec.data, spec.eval, spec.model, spec.hardware
-    _require(bool(spec.name.strip()), source, "name", "must not be empty", spec.name)
+    check_safe_name(spec.name, key="name", file=source("name"))
+    if spec.registry.model_name is not None:
+        check_safe_name(
+            spec.registry.model_name, key="registry.model_name", file=source("registry.model_name")
+        )
     _require(t.lr > 0, source, "train.lr", "must be > 0", t.lr)
     _require(t.max_epochs >= 1, source, "train.max_epochs", "must be >= 1", t.max_epochs)
     _require(t.batch_size >= 1, source, "train.batch_size", "must be >= 1", t.batch_size)

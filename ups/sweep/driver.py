@@ -7,10 +7,14 @@ worker processes (re-invocations of this command with `--worker-index`), and sum
 
 from __future__ import annotations
 
+import _thread
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +26,7 @@ from ups.tracking import workspace
 log = logging.getLogger(__name__)
 
 FINISHED = ("COMPLETE", "PRUNED")
+INTERRUPTED_EXIT = 130
 
 STORAGE_ENV = "UPS_SWEEP_STORAGE"
 """The Optuna storage URL a worker receives (and a user may set instead of --storage, to keep it out of argv)."""
@@ -85,7 +90,7 @@ def run_sweep(
 ) -> SweepResult | None:
     import optuna
 
-    from ups.sweep.study import count_states, find_or_create_study, make_storage
+    from ups.sweep.study import count_states, find_or_create_study, make_storage, retry_interrupted
 
     _check_sweepable(resolved)
     if trials is not None and trials < 1:
@@ -105,9 +110,13 @@ def run_sweep(
         return None
 
     name, _created = find_or_create_study(resolved, store, name=study, new_study=new_study)
+    queued = retry_interrupted(optuna.load_study(study_name=name, storage=store))
+    if queued:
+        log.info("queued %d interrupted trial(s) of study %s to run again", queued, name)
     parent_run_id = _parent_run(resolved, store, name, home)
     threads = max(1, (os.cpu_count() or 1) // workers)
     procs = [_spawn_worker(resolved, url, name, target, k, threads) for k in range(1, workers)]
+    watchers = [_watch_for_interrupt(p) for p in procs]
     try:
         failed = None
         try:
@@ -115,10 +124,13 @@ def run_sweep(
         except SweepFailed as exc:
             failed = exc
         codes = [p.wait() for p in procs]
-    except KeyboardInterrupt:
-        for p in procs:
-            p.terminate()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM here, or a worker was interrupted: stop every worker
+        _stop_workers(procs)
+        _finish_parent(resolved, None, parent_run_id, home, status="KILLED")
         raise
+    finally:
+        for w in watchers:
+            w.join(timeout=1)
     result_study = optuna.load_study(study_name=name, storage=store)
     counts = count_states(result_study)
     _finish_parent(resolved, result_study, parent_run_id, home)
@@ -182,6 +194,34 @@ def _spawn_worker(
     return subprocess.Popen(cmd, env=env)
 
 
+def _watch_for_interrupt(proc: subprocess.Popen) -> threading.Thread:
+    """A worker that ends interrupted (exit 130: someone sent it SIGTERM or SIGINT) interrupts the coordinator too,
+    so the whole sweep stops and no new trial starts anywhere."""
+
+    def watch() -> None:
+        if proc.wait() == INTERRUPTED_EXIT:
+            _thread.interrupt_main(signal.SIGINT)
+
+    thread = threading.Thread(target=watch, name=f"watch-worker-{proc.pid}", daemon=True)
+    thread.start()
+    return thread
+
+
+def _stop_workers(procs: list[subprocess.Popen], grace: float = 20.0) -> None:
+    """SIGTERM each live worker (each records its trial as interrupted), wait up to `grace` s, then SIGKILL."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("worker %d did not stop within %.0f s: killed", p.pid, grace)
+            p.kill()
+            p.wait()
+
+
 def _work(
     resolved: ResolvedSpec, store, name: str, target: int, index: int, threads: int | None = None
 ) -> None:
@@ -201,7 +241,7 @@ def _optimize(resolved: ResolvedSpec, store, name: str, target: int, index: int)
     import optuna
 
     from ups.sweep.objective import Objective
-    from ups.sweep.study import comparable_hash, make_pruner, make_sampler
+    from ups.sweep.study import comparable_hash, counts_as_failure, make_pruner, make_sampler
 
     cfg = resolved.spec.sweep
     made_for = optuna.load_study(study_name=name, storage=store).user_attrs.get("ups.comparable_hash")
@@ -232,7 +272,7 @@ def _optimize(resolved: ResolvedSpec, store, name: str, target: int, index: int)
         return busy >= target
 
     def failures(s) -> int:
-        return sum(1 for t in s.get_trials(deepcopy=False) if t.state.name == "FAIL")
+        return sum(1 for t in s.get_trials(deepcopy=False) if counts_as_failure(t))
 
     stopped_by_failures = False
 
@@ -288,7 +328,7 @@ def _parent_run(resolved: ResolvedSpec, store, name: str, home) -> str | None:
     return run_id
 
 
-def _finish_parent(resolved: ResolvedSpec, study, run_id: str | None, home) -> None:
+def _finish_parent(resolved: ResolvedSpec, study, run_id: str | None, home, status: str = "FINISHED") -> None:
     if run_id is None:
         return
     from mlflow.tracking import MlflowClient
@@ -297,6 +337,9 @@ def _finish_parent(resolved: ResolvedSpec, study, run_id: str | None, home) -> N
     from ups.tracking.session import mlflow_metric_name, mlflow_uri
 
     client = MlflowClient(tracking_uri=mlflow_uri(resolved.spec, home))
+    if study is None:  # interrupted: the next sweep of this study reopens it
+        client.set_terminated(run_id, status=status)
+        return
     folder = home / "sweeps" / study.study_name
     folder.mkdir(parents=True, exist_ok=True)
     for path in save_study_plots(study, folder):

@@ -14,7 +14,9 @@ from ups.spec.errors import SpecError
 from ups.spec.load import ResolvedSpec, flatten_tree, with_values
 from ups.spec.redact import redact
 from ups.spec.search_space import suggest
+from ups.sweep.study import INTERRUPTED_ATTR
 from ups.training.metrics import per_sample_metric
+from ups.training.stage_module import NonFiniteLossError, NonFiniteMetricError
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,28 @@ class Objective:
         self.base = flatten_tree(resolved.to_dict())
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        """Train one trial. An interrupt (Ctrl-C, SIGTERM) is recorded as such and stops the worker: Optuna then
+        marks the trial FAIL, but `outcome()` reads it as interrupted and it never counts toward max_failures."""
+        from ups.run.single import RunInterrupted
+
+        try:
+            return self._trial(trial)
+        except (KeyboardInterrupt, RunInterrupted) as exc:
+            trial.set_user_attr(INTERRUPTED_ATTR, True)
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or SIGTERM); the next sweep retries it")
+            self._tag(trial, "INTERRUPTED")
+            raise KeyboardInterrupt from exc  # not an Exception: study.optimize stops instead of going on
+        except (optuna.TrialPruned, NonFiniteLossError, NonFiniteMetricError):
+            raise
+        except Exception as exc:
+            reason = redact(f"{exc.__class__.__name__}: {exc}")  # a connection error may quote a URL
+            trial.set_user_attr("fail_reason", reason[:500])
+            log.warning("trial %d failed: %s", trial.number, reason)
+            self._tag(trial, "FAIL")
+            raise
+
+    def _trial(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         from ups.run.single import RunHooks, run_spec
-        from ups.training.stage_module import NonFiniteLossError
 
         cfg = self.resolved.spec.sweep
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which process ran it
@@ -57,8 +79,7 @@ class Objective:
         try:
             spec = with_values(self.resolved, params)  # frozen: a spec file edited mid-sweep changes nothing
         except SpecError as exc:
-            trial.set_user_attr("fail_reason", redact(f"invalid trial spec: {exc}"))
-            raise
+            raise SpecError(f"invalid trial spec: {exc}") from None
         callbacks: list = []
         if not cfg.objectives and cfg.pruner != "none":
             if cfg.pruner == "wilcoxon":
@@ -92,10 +113,11 @@ class Objective:
             log.warning("trial %d failed: %s", trial.number, exc)
             self._tag(trial, "FAIL")
             raise
-        except Exception as exc:
-            reason = redact(f"{exc.__class__.__name__}: {exc}")  # a connection error may quote a URL
-            trial.set_user_attr("fail_reason", reason[:500])
-            log.warning("trial %d failed: %s", trial.number, reason)
+        except (
+            NonFiniteMetricError
+        ) as exc:  # a diverging rollout: the MLflow run says why too (ups.fail_reason)
+            trial.set_user_attr("fail_reason", str(exc))
+            log.warning("trial %d failed: %s", trial.number, exc)
             self._tag(trial, "FAIL")
             raise
         self._tag(trial, "COMPLETE")

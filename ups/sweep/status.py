@@ -15,12 +15,12 @@ def study_status(
 ) -> dict[str, Any]:
     import optuna
 
-    from ups.sweep.driver import best_trials
-    from ups.sweep.study import default_storage, make_storage
+    from ups.sweep.driver import best_trials, storage_url
+    from ups.sweep.study import make_storage, outcome
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     home = workspace.home()
-    url = storage or resolved.spec.sweep.storage or default_storage(home)
+    url = storage_url(storage, resolved.spec.sweep.storage, home)
     store = make_storage(url, resolved.spec.sweep)
     base = study or resolved.spec.name
     ours = [
@@ -47,11 +47,12 @@ def study_status(
         rows.append(
             {
                 "number": t.number,
-                "state": t.state.name,
+                "state": outcome(t).upper(),
                 "value": (t.values if t.values and len(t.values) > 1 else t.value),
                 "params": t.params,
                 "duration_s": duration,
-                "reason": t.user_attrs.get("fail_reason") or t.system_attrs.get("failed_because") or "",
+                "reason": t.user_attrs.get("fail_reason")
+                or ("its worker died (stale heartbeat); retried" if outcome(t) == "killed" else ""),
                 "run_id": t.user_attrs.get("mlflow_run_id"),
             }
         )

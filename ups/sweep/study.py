@@ -187,11 +187,49 @@ def find_or_create_study(
     return study_name, True
 
 
+INTERRUPTED_ATTR = "interrupted"
+"""User attribute of a trial stopped by Ctrl-C or SIGTERM (Optuna records it as FAIL; it is no failure)."""
+
+
+def outcome(trial) -> str:
+    """A trial's state as a user reads it: Optuna's, except that a FAIL is `interrupted` (a signal stopped it),
+    `killed` (its worker died: the heartbeat went stale, so the objective never recorded why) or `fail`."""
+    state = trial.state.name.lower()
+    if state != "fail":
+        return state
+    if trial.user_attrs.get(INTERRUPTED_ATTR):
+        return "interrupted"
+    if "fail_reason" not in trial.user_attrs:
+        return "killed"
+    return "fail"
+
+
+def counts_as_failure(trial) -> bool:
+    """Toward `sweep.max_failures` count only trials that failed on their own: not interrupts, not kills."""
+    return outcome(trial) == "fail"
+
+
 def count_states(study: optuna.Study) -> dict[str, int]:
-    counts = {s.name.lower(): 0 for s in optuna.trial.TrialState}
+    counts = {s.name.lower(): 0 for s in optuna.trial.TrialState} | {"interrupted": 0, "killed": 0}
     for t in study.get_trials(deepcopy=False):
-        counts[t.state.name.lower()] += 1
+        counts[outcome(t)] += 1
     return counts
+
+
+def retry_interrupted(study: optuna.Study) -> int:
+    """Queue the parameters of each interrupted or killed trial not yet retried; returns how many were queued.
+
+    (Optuna's own retry covers stale heartbeats on RDB storages; this covers interrupts, and journal storages.)
+    """
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("ups.retry_of") for t in trials}
+    retried |= {t.system_attrs.get("failed_trial") for t in trials}  # Optuna's heartbeat retries
+    queued = 0
+    for t in trials:
+        if outcome(t) in ("interrupted", "killed") and t.number not in retried and t.params:
+            study.enqueue_trial(t.params, user_attrs={"ups.retry_of": t.number}, skip_if_exists=False)
+            queued += 1
+    return queued
 
 
 def describe(value: Any) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import time
 import uuid
@@ -15,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ups import __version__
+from ups.spec.errors import SpecError
 from ups.spec.load import ResolvedSpec, flatten_tree
 from ups.spec.redact import redact, redact_tree
-from ups.tracking.workspace import RunRecord, default_mlflow_uri, new_record
+from ups.tracking.workspace import RunBusy, RunRecord, default_mlflow_uri, lock_run, new_record
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,7 @@ class TrackingSession:
     mlflow_uri: str | None = None
     loggers: list = field(default_factory=list)
     _client: Any = None
+    _lock: Any = None
 
     @property
     def run_dir(self) -> Path:
@@ -105,23 +108,43 @@ class TrackingSession:
             if logger.__class__.__name__ == "WandbLogger":
                 logger.experiment.summary.update(tags)
 
-    def finish(self, status: str, *, record_status: str | None = None) -> None:
-        """status: FINISHED | FAILED | KILLED (also recorded in run.json for `--resume`, unless `record_status`)."""
+    def finish(self, status: str, *, record_status: str | None = None, reason: str | None = None) -> None:
+        """status: FINISHED | FAILED | KILLED, in MLflow, W&B and run.json (which `--resume` reads; `record_status`
+        overrides it there). `reason` (why it FAILED) goes to all three, redacted: tag `ups.fail_reason`.
+
+        Each store is finished even when another one fails (a tracking server may be the thing that is down)."""
         if self.record is None:
             return
+        reason = redact(reason)[:1000] if reason else None
         self.record.status = record_status or status
+        self.record.reason = reason
         self.record.save(self.home)
+        problems = []
         if self._client is not None:
-            import mlflow
+            try:
+                import mlflow
 
-            mlflow.flush_async_logging()
-            self._client.set_terminated(self.run_id, status=status)
+                mlflow.flush_async_logging()
+                if reason:
+                    self._client.set_tag(self.run_id, "ups.fail_reason", reason)
+                self._client.set_terminated(self.run_id, status=status)
+            except Exception as exc:  # noqa: BLE001 - report, and still finish W&B and the lock
+                problems.append(f"MLflow: {exc.__class__.__name__}")
         for logger in self.loggers:
             if logger.__class__.__name__ == "WandbLogger":
                 import wandb
 
                 if wandb.run is not None:
+                    if reason:
+                        wandb.run.summary["ups.fail_reason"] = reason
                     wandb.finish(exit_code=0 if status == "FINISHED" else 1)
+        from ups.tracking.workspace import release_run
+
+        release_run(self._lock)
+        if problems:
+            log.warning(
+                "run %s marked %s in run.json, but not in %s", self.run_id, status, "; ".join(problems)
+            )
 
 
 def mlflow_uri(spec, home: Path) -> str:
@@ -174,10 +197,20 @@ def start_tracking(
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=uri)
+    lock = None
     if resume is not None:
         run_id, run_name = resume.run_id, resume.run_name
+        try:
+            lock = lock_run(home, run_id)
+        except RunBusy:
+            raise SpecError(
+                f"run {run_id} is still running (process {resume.pid} on {resume.host})",
+                file=str(resolved.path),
+                hint="Wait for it, or stop it first: --resume never attaches to a live run.",
+            ) from None
         record = resume
-        record.status = "RUNNING"
+        record.status, record.reason = "RUNNING", None
+        record.host, record.pid = socket.gethostname(), os.getpid()
         if client is not None:
             client.update_run(run_id, status="RUNNING")
     else:
@@ -185,14 +218,46 @@ def start_tracking(
         if client is not None:
             exp_id = ensure_experiment(client, spec.name, uri, home)
             run_id = client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
-            client.log_batch(run_id, params=[_param(k, v) for k, v in flat_params(resolved).items()])
+            lock = lock_run(home, run_id)
         else:
             run_id = uuid.uuid4().hex
+            lock = lock_run(home, run_id)
         record = new_record(run_id, run_name, spec.name, resolved.fingerprint())
     record.wandb_run_id = run_id if wandb_on else None
     record.save(home)
     os.environ[RUN_ID_ENV] = run_id  # Lightning's DDP launcher re-executes us with this environment
+    session = TrackingSession(
+        run_id=run_id,
+        run_name=run_name,
+        experiment=spec.name,
+        home=home,
+        record=record,
+        mlflow_uri=uri if mlflow_on else None,
+        _client=client,
+        _lock=lock,
+    )
+    try:
+        if client is not None and resume is None:
+            client.log_batch(run_id, params=[_param(k, v) for k, v in flat_params(resolved).items()])
+        session.loggers = _loggers(resolved, session, uri, tags, wandb_group)
+    except BaseException as exc:  # the run exists: it must not stay RUNNING
+        session.finish("FAILED", reason=f"tracking could not start: {exc.__class__.__name__}: {exc}")
+        raise
+    log.info(
+        "run %s (%s) tracking: mlflow=%s wandb=%s",
+        run_name,
+        run_id,
+        redact(uri) if mlflow_on else "off",
+        cfg.wandb.mode if wandb_on else "off",
+    )
+    return session
 
+
+def _loggers(resolved: ResolvedSpec, session: TrackingSession, uri: str, tags: dict[str, str], wandb_group):
+    """Lightning's MLflow and W&B loggers for the session's run."""
+    spec, cfg, run_id = resolved.spec, resolved.spec.tracking, session.run_id
+    client = session._client
+    wandb_on = cfg.wandb.enabled and cfg.wandb.mode != "disabled"
     loggers: list = []
     if client is not None:
         client.set_tag(run_id, "wandb.run_id", run_id if wandb_on else "none")
@@ -206,40 +271,24 @@ def start_tracking(
 
         wandb_logger = WandbLogger(
             id=run_id,
-            name=run_name,
+            name=session.run_name,
             project=cfg.wandb.project or spec.name,
             entity=cfg.wandb.entity,
-            save_dir=str(home),
+            save_dir=str(session.home),
             mode=cfg.wandb.mode,
             resume="allow",
             group=wandb_group,
             config={
                 "spec": redact_tree(resolved.to_dict()),
-                "mlflow_run_id": run_id if mlflow_on else None,
-                "mlflow_tracking_uri": redact(uri) if mlflow_on else None,
+                "mlflow_run_id": run_id if client is not None else None,
+                "mlflow_tracking_uri": redact(uri) if client is not None else None,
                 **tags,
             },
         )
         loggers.append(wandb_logger)
         if client is not None:
             client.set_tag(run_id, "wandb.dir", str(Path(wandb_logger.experiment.dir).parent))
-    log.info(
-        "run %s (%s) tracking: mlflow=%s wandb=%s",
-        run_name,
-        run_id,
-        redact(uri) if mlflow_on else "off",
-        cfg.wandb.mode if wandb_on else "off",
-    )
-    return TrackingSession(
-        run_id=run_id,
-        run_name=run_name,
-        experiment=spec.name,
-        home=home,
-        record=record,
-        mlflow_uri=uri if mlflow_on else None,
-        loggers=loggers,
-        _client=client,
-    )
+    return loggers
 
 
 def _param(key: str, value: str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -58,6 +59,11 @@ class RunRecord:
     status: str  # RUNNING | FINISHED | FAILED | KILLED | PRUNED (a sweep stopped it)
     created: float
     wandb_run_id: str | None = None
+    reason: str | None = None
+    """Why it FAILED (redacted), or None."""
+    host: str | None = None
+    pid: int | None = None
+    """Where the process that last ran it lives (shown when `--resume` refuses a live run)."""
 
     @staticmethod
     def path(home_dir: Path, run_id: str) -> Path:
@@ -76,7 +82,7 @@ class RunRecord:
         for path in (home_dir / "runs").glob("*/run.json"):
             try:
                 rec = cls(**json.loads(path.read_text()))
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, OSError):
                 continue
             if rec.spec_hash == spec_hash and rec.status not in ("FINISHED", "PRUNED"):
                 found.append(rec)
@@ -91,4 +97,34 @@ def new_record(run_id: str, run_name: str, experiment: str, spec_hash: str) -> R
         spec_hash=spec_hash,
         status="RUNNING",
         created=time.time(),
+        host=socket.gethostname(),
+        pid=os.getpid(),
     )
+
+
+class RunBusy(RuntimeError):
+    """Another live process holds the run's lock."""
+
+
+def lock_run(home_dir: Path, run_id: str):
+    """Hold `runs/<id>/run.lock` for as long as this process runs the run (the OS drops it when the process dies,
+    even on SIGKILL). Raises RunBusy when another live process holds it. Returns the open file: keep it."""
+    import fcntl
+
+    path = home_dir / "runs" / run_id / "run.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held until release_run()
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RunBusy(run_id) from None
+    return handle
+
+
+def release_run(handle) -> None:
+    if handle is not None and not handle.closed:
+        import fcntl
+
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()

@@ -7,6 +7,7 @@ Legend: B batch, T frames, C fields, X grid points.
 
 from __future__ import annotations
 
+import math
 import time
 
 import lightning.pytorch as L
@@ -23,6 +24,21 @@ from ups.training.stages import REFERENCE
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN/inf (the reason a sweep records is `nan`)."""
+
+
+class NonFiniteMetricError(FloatingPointError):
+    """A validation error metric is NaN or infinite (a rollout diverged although the training loss is finite)."""
+
+
+def check_finite_metrics(metrics: dict[str, float], split: str, epoch: int) -> None:
+    """Error metrics (`*nrmse*`) must be finite: a diverged rollout ends the run (or trial) FAILED, with the reason."""
+    bad = {k: v for k, v in metrics.items() if "nrmse" in k and not math.isfinite(v)}
+    if bad:
+        first = sorted(bad, key=lambda k: ("rollout" not in k, k))[:3]  # the rollout's own first
+        shown = ", ".join(f"{split}/{k} = {bad[k]}" for k in first) + (", ..." if len(bad) > 3 else "")
+        raise NonFiniteMetricError(
+            f"non-finite validation metrics after epoch {epoch} ({len(bad)}): {shown} (a diverging rollout)"
+        )
 
 
 def check_finite(loss: torch.Tensor, step: int) -> None:
@@ -129,6 +145,8 @@ class StageModule(L.LightningModule):
                 if base in REFERENCE:
                     metrics[f"{head}/{ref}_{base}" if head else f"{ref}_{base}"] = value
         metrics.update(self.derived_metrics(metrics))
+        if split == "val":
+            check_finite_metrics(metrics, split, self.current_epoch)
         self.log_dict({f"{split}/{k}": v for k, v in metrics.items()}, sync_dist=False, rank_zero_only=False)
         self.last_eval[split] = {"per_sample": gathered, "metrics": metrics, "example": example}
 

@@ -1,0 +1,114 @@
+"""Interrupts (issue 11, point 2): SIGTERM or Ctrl-C to a sweep's coordinator or to one of its workers stops
+the whole sweep within seconds with exit 130; the running trials are recorded as interrupted (not failures
+that count toward `sweep.max_failures`), no new trial starts, and the same command continues the study."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import ROOT, subprocess_env, sweep_spec
+
+
+def _start(spec: Path, home: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "ups.cli", "sweep", str(spec), *extra]
+    env = subprocess_env(home, OMP_NUM_THREADS="1")
+    return subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def _wait_running(proc: subprocess.Popen, storage: str, name: str, count: int) -> optuna.Study:
+    deadline = time.time() + 240
+    while True:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() < deadline, "the trials never started"
+        time.sleep(0.5)
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except Exception:  # the storage or the study does not exist yet
+            continue
+        if sum(t.state.name == "RUNNING" for t in study.trials) >= count:
+            return study
+
+
+def _workers(pgid: int) -> list[int]:
+    """pids of the `--worker-index` processes in a process group."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            if b"--worker-index" in (stat.parent / "cmdline").read_bytes():
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):  # the process ended
+            pass
+    return pids
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("target", "sig"), [("coordinator", signal.SIGTERM), ("worker", signal.SIGINT)])
+def test_an_interrupt_stops_the_whole_sweep_and_the_study_continues(tmp_path, target, sig):
+    home = tmp_path / "home"
+    name = f"intr-{target}"
+    spec = sweep_spec(tmp_path, name=name, trials=2, epochs=40, pruner="none", sampler="random")
+    storage = f"sqlite:///{home / 'optuna.db'}"
+    proc = _start(spec, home, "--workers", "2", "sweep.max_failures=1")
+    started = _wait_running(proc, storage, name, 2)
+    before = len(started.trials)
+    time.sleep(1.0)  # both trials are training
+    if target == "coordinator":
+        proc.send_signal(sig)
+    else:
+        (worker,) = _workers(proc.pid)
+        os.kill(worker, sig)
+    signalled = time.time()
+    out, err = proc.communicate(timeout=60)
+    stopped_after = time.time() - signalled
+    assert proc.returncode == 130, err[-3000:]
+    assert stopped_after < 30, f"the sweep took {stopped_after:.0f} s to stop"
+    deadline = time.time() + 10
+    while _group_alive(proc.pid) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _group_alive(proc.pid), "a worker outlived its sweep"
+    assert "interrupted" in err.splitlines()[-1]
+
+    study = optuna.load_study(study_name=name, storage=storage)
+    states = [t.state.name for t in study.trials]
+    assert len(study.trials) == before, f"a new trial started after the interrupt: {states}"
+    assert "RUNNING" not in states and "COMPLETE" not in states, states
+    assert all(t.user_attrs.get("interrupted") for t in study.trials), [t.user_attrs for t in study.trials]
+    status = subprocess.run(
+        [sys.executable, "-m", "ups.cli", "status", str(spec)], env=subprocess_env(home), cwd=ROOT,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert status.returncode == 0 and status.stdout.count("interrupted") >= 2, status.stdout + status.stderr
+    if target == "worker":
+        return
+
+    # the same command continues: max_failures=1, so had the two interruptions counted, it would refuse
+    again = subprocess.run(
+        proc.args, env=subprocess_env(home, OMP_NUM_THREADS="1"), cwd=ROOT, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    study = optuna.load_study(study_name=name, storage=storage)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 2
+    # the interrupted trials' parameters are the ones tried again
+    interrupted = sorted(str(t.params) for t in study.trials if t.user_attrs.get("interrupted"))
+    assert sorted(str(t.params) for t in complete) == interrupted
