@@ -112,3 +112,31 @@ def test_an_interrupt_stops_the_whole_sweep_and_the_study_continues(tmp_path, ta
     # the interrupted trials' parameters are the ones tried again
     interrupted = sorted(str(t.params) for t in study.trials if t.user_attrs.get("interrupted"))
     assert sorted(str(t.params) for t in complete) == interrupted
+
+
+def test_a_restart_within_the_grace_period_reaches_the_total(tmp_path):
+    """SIGKILL the whole sweep mid-trial and start it again at once (the default grace period is 90 s): the dead
+    trial is failed as `killed` at once, retried with its parameters, and does not count toward max_failures."""
+    home = tmp_path / "home"
+    name = "restart"
+    spec = sweep_spec(tmp_path, name=name, trials=2, epochs=30, pruner="none", sampler="random")
+    storage = f"sqlite:///{home / 'optuna.db'}"
+    proc = _start(spec, home, "sweep.max_failures=1")
+    running = _wait_running(proc, storage, name, 1)
+    (dead,) = [t for t in running.trials if t.state.name == "RUNNING"]
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    again = subprocess.run(
+        proc.args, env=subprocess_env(home, OMP_NUM_THREADS="1"), cwd=ROOT, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    study = optuna.load_study(study_name=name, storage=storage)
+    states = [t.state.name for t in study.trials]
+    assert "RUNNING" not in states and states.count("COMPLETE") == 2, states
+    retry = [t for t in study.trials if t.user_attrs.get("ups.retry_of") == dead.number]
+    assert len(retry) == 1 and retry[0].params == dead.params and retry[0].state.name == "COMPLETE"
+    from ups.sweep.study import outcome
+
+    assert outcome(study.trials[dead.number]) == "killed"

@@ -11,6 +11,7 @@ import _thread
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -90,7 +91,7 @@ def run_sweep(
 ) -> SweepResult | None:
     import optuna
 
-    from ups.sweep.study import count_states, find_or_create_study, make_storage, retry_interrupted
+    from ups.sweep.study import count_states, find_or_create_study, make_storage
 
     _check_sweepable(resolved)
     if trials is not None and trials < 1:
@@ -110,9 +111,7 @@ def run_sweep(
         return None
 
     name, _created = find_or_create_study(resolved, store, name=study, new_study=new_study)
-    queued = retry_interrupted(optuna.load_study(study_name=name, storage=store))
-    if queued:
-        log.info("queued %d interrupted trial(s) of study %s to run again", queued, name)
+    _queue_retries(store, name)  # before any worker starts: the retries go first, not fresh trials
     parent_run_id = _parent_run(resolved, store, name, home)
     threads = max(1, (os.cpu_count() or 1) // workers)
     procs = [_spawn_worker(resolved, url, name, target, k, threads) for k in range(1, workers)]
@@ -241,7 +240,14 @@ def _optimize(resolved: ResolvedSpec, store, name: str, target: int, index: int)
     import optuna
 
     from ups.sweep.objective import Objective
-    from ups.sweep.study import comparable_hash, counts_as_failure, make_pruner, make_sampler
+    from ups.sweep.study import (
+        TrialSeededSampler,
+        comparable_hash,
+        counts_as_failure,
+        fail_dead_local_trials,
+        make_pruner,
+        make_sampler,
+    )
 
     cfg = resolved.spec.sweep
     made_for = optuna.load_study(study_name=name, storage=store).user_attrs.get("ups.comparable_hash")
@@ -254,17 +260,17 @@ def _optimize(resolved: ResolvedSpec, store, name: str, target: int, index: int)
             hint="Keep spec and search-space files unchanged while a sweep runs; start a new study for changes.",
         )
     grid = {p.key: p.grid() for p in resolved.search_space} if cfg.sampler == "grid" else None
-    existing = len(optuna.load_study(study_name=name, storage=store).get_trials(deepcopy=False))
-    # a fresh study with one worker draws the seed's sequence; a continued one (or worker k) must not repeat it
-    seed = cfg.seed + 10_007 * index + existing
-    study = optuna.load_study(
-        study_name=name,
-        storage=store,
-        sampler=make_sampler(cfg, seed=seed, grid=grid),
-        pruner=make_pruner(cfg),
-    )
-    if isinstance(store, optuna.storages.RDBStorage):
-        optuna.storages.fail_stale_trials(study)  # a killed worker's RUNNING trial: FAIL, then retried
+    # seeded by trial number: one worker replays the seed's sequence, and no two workers (or machines) share a
+    # seed; QMC draws point k of one scrambled sequence, so every worker needs the same seed
+    if cfg.sampler == "qmc":
+        sampler = make_sampler(cfg, seed=cfg.seed, grid=grid)
+    else:
+        sampler = TrialSeededSampler(lambda seed: make_sampler(cfg, seed=seed, grid=grid), cfg.seed)
+    study = optuna.load_study(study_name=name, storage=store, sampler=sampler, pruner=make_pruner(cfg))
+    heartbeat = isinstance(store, optuna.storages.RDBStorage)
+
+    def finished(s) -> int:
+        return sum(1 for t in s.get_trials(deepcopy=False) if t.state.name in FINISHED)
 
     def enough(s) -> bool:
         trials = s.get_trials(deepcopy=False)
@@ -284,18 +290,52 @@ def _optimize(resolved: ResolvedSpec, store, name: str, target: int, index: int)
         elif enough(s):
             s.stop()
 
-    if enough(study):
-        return
-    if failures(study) >= cfg.max_failures:
-        raise SweepFailed(
-            f"the study already holds {failures(study)} failed trials (sweep.max_failures={cfg.max_failures})"
-        )
     objective = Objective(
         resolved, study_name=name, parent_run_id=study.user_attrs.get("mlflow_parent_run_id")
     )
-    study.optimize(objective, n_trials=None, callbacks=[callback], catch=(Exception,), gc_after_trial=True)
-    if stopped_by_failures:
-        raise SweepFailed(f"{failures(study)} trials failed (sweep.max_failures={cfg.max_failures})")
+    while True:
+        # a dead worker's RUNNING trial: FAIL at once when it ran on this machine (its pid is gone), else when its
+        # heartbeat goes stale; either way it is retried with the same parameters, and never counts as a failure
+        fail_dead_local_trials(study)
+        if heartbeat:
+            optuna.storages.fail_stale_trials(study)
+        if index == 0:
+            _queue_retries(store, name)
+        if finished(study) >= target:
+            return
+        if failures(study) >= cfg.max_failures:
+            raise SweepFailed(
+                f"the study holds {failures(study)} failed trials (sweep.max_failures={cfg.max_failures})"
+            )
+        if enough(study):  # the rest are RUNNING in other workers: wait for them, they may yet die
+            if not heartbeat and not _any_running_here(study):
+                return  # a journal storage cannot tell a dead remote worker from a slow one
+            time.sleep(min(5.0, cfg.heartbeat_seconds))
+            continue
+        study.optimize(
+            objective, n_trials=None, callbacks=[callback], catch=(Exception,), gc_after_trial=True
+        )
+        if stopped_by_failures:
+            raise SweepFailed(f"{failures(study)} trials failed (sweep.max_failures={cfg.max_failures})")
+
+
+def _queue_retries(store, name: str) -> None:
+    import optuna
+
+    from ups.sweep.study import fail_dead_local_trials, retry_interrupted
+
+    study = optuna.load_study(study_name=name, storage=store)
+    fail_dead_local_trials(study)
+    if queued := retry_interrupted(study):
+        log.info("queued %d interrupted or killed trial(s) of study %s to run again", queued, name)
+
+
+def _any_running_here(study) -> bool:
+    host = socket.gethostname()
+    return any(
+        t.state.name == "RUNNING" and str(t.user_attrs.get("worker", "")).rpartition(":")[0] == host
+        for t in study.get_trials(deepcopy=False)
+    )
 
 
 def _parent_run(resolved: ResolvedSpec, store, name: str, home) -> str | None:
@@ -305,23 +345,33 @@ def _parent_run(resolved: ResolvedSpec, store, name: str, home) -> str | None:
     spec = resolved.spec
     if not spec.tracking.mlflow.enabled:
         return None
-    from mlflow.tracking import MlflowClient
 
-    from ups.tracking.session import ensure_experiment, flat_params, mlflow_uri
+    from ups.tracking.session import connect, ensure_experiment, flat_params, mlflow_uri
 
     study = optuna.load_study(study_name=name, storage=store)
     uri = mlflow_uri(spec, home)
-    client = MlflowClient(tracking_uri=uri)
+    client = connect(uri)
     run_id = study.user_attrs.get("mlflow_parent_run_id")
     if run_id is None:
         exp_id = ensure_experiment(client, spec.name, uri, home)
         run = client.create_run(
             exp_id, run_name=f"sweep-{name}", tags={"ups.study": name, "ups.role": "sweep"}
         )
-        run_id = run.info.run_id
-        from mlflow.entities import Param
+        mine = run.info.run_id
+        # coordinators started at the same instant (other machines) each made one: the earliest wins, the others
+        # delete theirs, so the study has one parent run
+        time.sleep(1.0)
+        found = client.search_runs(
+            [exp_id], filter_string=f"tags.`ups.study` = '{name}' and tags.`ups.role` = 'sweep'"
+        )
+        run_id = min(found, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id if found else mine
+        if run_id != mine:
+            client.delete_run(mine)
+            log.info("joined the sweep's parent run %s (another coordinator made it)", run_id)
+        else:
+            from mlflow.entities import Param
 
-        client.log_batch(run_id, params=[Param(k, v) for k, v in flat_params(resolved).items()])
+            client.log_batch(run_id, params=[Param(k, v) for k, v in flat_params(resolved).items()])
         study.set_user_attr("mlflow_parent_run_id", run_id)
     else:
         client.update_run(run_id, status="RUNNING")

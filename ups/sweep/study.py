@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import socket
 import time
 import warnings
 from pathlib import Path
@@ -74,15 +76,24 @@ def make_storage(url: str, cfg: SweepConfig) -> optuna.storages.BaseStorage:
     url = normalize_url(url)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     try:
-        return optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=cfg.heartbeat_seconds,
-            grace_period=cfg.grace_seconds,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=cfg.max_retries
-            ),
-            engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
-        )
+        for attempt in range(4):
+            try:
+                return optuna.storages.RDBStorage(
+                    url,
+                    heartbeat_interval=cfg.heartbeat_seconds,
+                    grace_period=cfg.grace_seconds,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=cfg.max_retries
+                    ),
+                    engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+                )
+            except ModuleNotFoundError:
+                raise
+            except Exception as exc:  # two coordinators creating a fresh database's tables at once: one loses
+                if attempt == 3 or exc.__class__.__name__ not in ("IntegrityError", "OperationalError"):
+                    raise
+                log.info("opening the Optuna storage failed (%s); retrying", exc.__class__.__name__)
+                time.sleep(0.5 * (attempt + 1))
     except ModuleNotFoundError as exc:
         raise SpecError(
             f"the storage needs a driver that is not installed ({exc.name})",
@@ -177,7 +188,13 @@ def find_or_create_study(
         k += 1
     cfg = spec.sweep
     directions = list(cfg.directions) if cfg.objectives else [sweep_direction(spec)]
-    study = optuna.create_study(study_name=study_name, storage=storage, directions=directions)
+    try:
+        study = optuna.create_study(study_name=study_name, storage=storage, directions=directions)
+    except (
+        optuna.exceptions.DuplicatedStudyError
+    ):  # another coordinator created it at the same instant: join it
+        log.info("study %s was created by another coordinator: joining it", study_name)
+        return study_name, False
     study.set_user_attr("ups.base_name", base)
     study.set_user_attr("ups.comparable_hash", wanted)
     study.set_user_attr("ups.created", time.time())
@@ -234,3 +251,70 @@ def retry_interrupted(study: optuna.Study) -> int:
 
 def describe(value: Any) -> str:
     return json.dumps(value, default=str)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def fail_dead_local_trials(study: optuna.Study) -> list[int]:
+    """FAIL each RUNNING trial whose worker ran on this machine and whose process is gone (no need to wait for
+    its heartbeat to go stale, so a restart within the grace period finds it). Returns their numbers.
+
+    The trial keeps no `fail_reason`, so `outcome()` reads it as `killed`: not a failure, and retried."""
+    host = socket.gethostname()
+    dead = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        where, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
+        if where == host and pid.isdigit() and not _alive(int(pid)):
+            try:
+                study._storage.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.FAIL)
+            except RuntimeError:  # it finished (or another worker failed it) in the meantime
+                continue
+            dead.append(t.number)
+    if dead:
+        log.info("trial(s) %s: their worker on this machine is dead; failed, to be retried", dead)
+    return dead
+
+
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """The configured sampler, re-made with seed `seed + trial.number` for each trial.
+
+    Trial numbers are unique within a study (the storage hands them out atomically), so no two workers, and no
+    two coordinators on different machines, ever share a seed; one worker on a fresh study still replays the same
+    sequence for the same `sweep.seed`. (The samplers keep no state between trials besides the study itself.)
+    """
+
+    def __init__(self, factory, seed: int) -> None:
+        self._factory, self._seed = factory, seed
+        self._number: int | None = None
+        self._sampler = factory(seed)
+
+    def _for(self, trial) -> optuna.samplers.BaseSampler:
+        if trial.number != self._number:
+            self._number, self._sampler = trial.number, self._factory(self._seed + trial.number)
+        return self._sampler
+
+    def infer_relative_search_space(self, study, trial):
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial) -> None:
+        self._for(trial).before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._for(trial).after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._sampler.reseed_rng()

@@ -147,6 +147,28 @@ class TrackingSession:
             )
 
 
+def connect(uri: str):
+    """An MlflowClient whose store is ready. A fresh database store creates its tables on first use; two processes
+    doing that at once (coordinators on two machines) collide, and the loser retries."""
+    from mlflow.tracking import MlflowClient
+
+    for attempt in range(4):
+        try:
+            client = MlflowClient(tracking_uri=uri)  # a database store migrates its schema here
+            client.search_experiments(max_results=1)
+            return client
+        except Exception as exc:
+            if attempt == 3 or exc.__class__.__name__ not in (
+                "IntegrityError",
+                "OperationalError",
+                "MlflowException",
+            ):
+                raise
+            log.info("opening the MLflow store failed (%s); retrying", exc.__class__.__name__)
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def mlflow_uri(spec, home: Path) -> str:
     """The spec's tracking URI, else $MLFLOW_TRACKING_URI, else the workspace's sqlite file."""
     return spec.tracking.mlflow.uri or os.environ.get("MLFLOW_TRACKING_URI") or default_mlflow_uri(home)
@@ -194,9 +216,7 @@ def start_tracking(
     uri = mlflow_uri(spec, home)
     client = None
     if mlflow_on:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri=uri)
+        client = connect(uri)
     lock = None
     if resume is not None:
         run_id, run_name = resume.run_id, resume.run_name
