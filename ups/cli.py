@@ -86,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(debug: bool) -> None:
+    import os
+
+    # MLflow's own INFO lines ("Creating initial MLflow database tables...") are noise here; --debug shows them
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if debug else "WARNING")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("[%(levelname)s %(name)s] %(message)s"))
     root = logging.getLogger("ups")
@@ -203,6 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # anything else: one line, redacted (the traceback with --debug)
+        if args.debug:
+            raise
+        from ups.spec.redact import redact
+
+        message = " ".join(str(exc).split())[:500]
+        print(f"{args.command} failed: {exc.__class__.__name__}: {redact(message)}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _check_machine(resolved) -> None:

@@ -1,6 +1,8 @@
-"""Interrupts (issue 11, point 2): SIGTERM or Ctrl-C to a sweep's coordinator or to one of its workers stops
-the whole sweep within seconds with exit 130; the running trials are recorded as interrupted (not failures
-that count toward `sweep.max_failures`), no new trial starts, and the same command continues the study."""
+"""Interrupts (issue 11, point 2, with DESIGN's "Reliability details"): SIGTERM or Ctrl-C to a sweep's
+coordinator stops the whole sweep within seconds with exit 130; the running trials are recorded as interrupted
+(not failures that count toward `sweep.max_failures`) and re-queued, no new trial starts, and the same command
+continues the study. SIGTERM to one worker (a preempted job) ends that worker and re-queues its trial; the
+other workers go on."""
 
 from __future__ import annotations
 
@@ -61,21 +63,20 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-@pytest.mark.parametrize(("target", "sig"), [("coordinator", signal.SIGTERM), ("worker", signal.SIGINT)])
-def test_an_interrupt_stops_the_whole_sweep_and_the_study_continues(tmp_path, target, sig):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_coordinator_stops_the_whole_sweep_and_the_study_continues(tmp_path, sig):
     home = tmp_path / "home"
-    name = f"intr-{target}"
+    name = f"intr-{sig.name.lower()}"
     spec = sweep_spec(tmp_path, name=name, trials=2, epochs=40, pruner="none", sampler="random")
     storage = f"sqlite:///{home / 'optuna.db'}"
     proc = _start(spec, home, "--workers", "2", "sweep.max_failures=1")
     started = _wait_running(proc, storage, name, 2)
     before = len(started.trials)
     time.sleep(1.0)  # both trials are training
-    if target == "coordinator":
-        proc.send_signal(sig)
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)  # Ctrl-C in a terminal reaches the whole process group
     else:
-        (worker,) = _workers(proc.pid)
-        os.kill(worker, sig)
+        proc.send_signal(sig)  # `kill PID` reaches the coordinator only
     signalled = time.time()
     out, err = proc.communicate(timeout=60)
     stopped_after = time.time() - signalled
@@ -88,16 +89,17 @@ def test_an_interrupt_stops_the_whole_sweep_and_the_study_continues(tmp_path, ta
     assert "interrupted" in err.splitlines()[-1]
 
     study = optuna.load_study(study_name=name, storage=storage)
-    states = [t.state.name for t in study.trials]
-    assert len(study.trials) == before, f"a new trial started after the interrupt: {states}"
-    assert "RUNNING" not in states and "COMPLETE" not in states, states
-    assert all(t.user_attrs.get("interrupted") for t in study.trials), [t.user_attrs for t in study.trials]
+    started_trials = [t for t in study.trials if t.state.name != "WAITING"]
+    states = [t.state.name for t in started_trials]
+    assert len(started_trials) == before, f"a new trial started after the interrupt: {states}"
+    assert states == ["FAIL", "FAIL"], states
+    assert all(t.user_attrs.get("interrupted") for t in started_trials), [t.user_attrs for t in study.trials]
     status = subprocess.run(
         [sys.executable, "-m", "ups.cli", "status", str(spec)], env=subprocess_env(home), cwd=ROOT,
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert status.returncode == 0 and status.stdout.count("interrupted") >= 2, status.stdout + status.stderr
-    if target == "worker":
+    assert status.returncode == 0 and status.stdout.count("INTERRUPTED") == 2, status.stdout + status.stderr
+    if sig == signal.SIGINT:
         return
 
     # the same command continues: max_failures=1, so had the two interruptions counted, it would refuse
@@ -108,10 +110,38 @@ def test_an_interrupt_stops_the_whole_sweep_and_the_study_continues(tmp_path, ta
     assert again.returncode == 0, again.stderr[-3000:]
     study = optuna.load_study(study_name=name, storage=storage)
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-    assert len(complete) == 2
-    # the interrupted trials' parameters are the ones tried again
+    assert len(complete) == 2 and len(study.trials) == 4
+    # the interrupted trials' parameters are the ones run again
     interrupted = sorted(str(t.params) for t in study.trials if t.user_attrs.get("interrupted"))
     assert sorted(str(t.params) for t in complete) == interrupted
+
+
+def test_sigterm_to_one_worker_requeues_its_trial_and_the_others_go_on(tmp_path):
+    """A preempted worker (SIGTERM, as SLURM sends) ends within seconds; its trial is re-queued with the same
+    parameters and the rest of the sweep finishes the total (DESIGN, Reliability details)."""
+    home = tmp_path / "home"
+    name = "preempted"
+    spec = sweep_spec(tmp_path, name=name, trials=3, epochs=20, pruner="none", sampler="random")
+    storage = f"sqlite:///{home / 'optuna.db'}"
+    proc = _start(spec, home, "--workers", "2", "sweep.max_failures=1")
+    _wait_running(proc, storage, name, 2)
+    time.sleep(1.0)
+    (worker,) = _workers(proc.pid)
+    os.kill(worker, signal.SIGTERM)
+    deadline = time.time() + 30
+    while Path(f"/proc/{worker}").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert (
+        not Path(f"/proc/{worker}").exists() or b"Z" in Path(f"/proc/{worker}/stat").read_bytes().split()[2]
+    ), "the worker did not stop within 30 s"
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    study = optuna.load_study(study_name=name, storage=storage)
+    (interrupted,) = [t for t in study.trials if t.user_attrs.get("interrupted")]
+    (retry,) = [t for t in study.trials if t.user_attrs.get("ups.retry_of") == interrupted.number]
+    assert retry.params == interrupted.params and retry.state.name == "COMPLETE"
+    assert sum(t.state.name == "COMPLETE" for t in study.trials) == 3
+    assert "RUNNING" not in {t.state.name for t in study.trials}
 
 
 def test_a_restart_within_the_grace_period_reaches_the_total(tmp_path):

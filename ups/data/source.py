@@ -168,6 +168,17 @@ def load_source(data: SourceConfig, home: Path, *, key: str = "data.") -> DataSo
         content_id = _cached_checksum(path, home)
         description = {"generated": False, "file": str(path), "sha256": content_id}
 
+    try:
+        return _read_source(data, path, content_id, description, key)
+    except SpecError as exc:  # the reader names `data.path`: a task's error names the task's key
+        if key == "data." or not (exc.key or "").startswith("data."):
+            raise
+        raise SpecError(
+            exc.problem, file=exc.file, key=key + exc.key.removeprefix("data."), got=exc.got, hint=exc.hint
+        ) from None
+
+
+def _read_source(data: SourceConfig, path: Path, content_id: str, description: dict, key: str) -> DataSource:
     reader = PDEBenchFile(path, nu_fallback=data.nu, allow_legacy=data.allow_legacy)
     if reader.num_trajectories < data.num_trajectories:
         raise SpecError(

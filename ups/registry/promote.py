@@ -120,8 +120,7 @@ def promote(
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from ups.loading import from_checkpoint, from_registered, run_checkpoint
-    from ups.registry.gates import evaluate_gates
+    from ups.loading import from_checkpoint, run_checkpoint
     from ups.tracking.session import mlflow_uri
     from ups.training.evaluate import evaluate_split
 
@@ -151,11 +150,46 @@ def promote(
     cand_metrics, cand_samples = evaluate_split(cand_model, datamodule, cand_spec, "test")
 
     with _locked(home / "registry" / f"{name}.lock"):
-        champion = champ_samples = champ_version = None
-        try:
-            champ_version = client.get_model_version_by_alias(name, alias)
-        except Exception:
-            champ_version = None
+        return _decide(
+            client, resolved, name, alias, run, candidate, datamodule, sources, cand_metrics, cand_samples,
+            dry_run, scratch,
+        )  # fmt: skip
+
+
+def _alias_version(client, name: str, alias: str):
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except Exception:
+        return None
+
+
+def _decide(
+    client,
+    resolved,
+    name,
+    alias,
+    run,
+    candidate,
+    datamodule,
+    sources,
+    cand_metrics,
+    cand_samples,
+    dry_run,
+    scratch,
+) -> PromoteResult:
+    """Judge the candidate against the gates and the current champion; register it; move the alias if it passed.
+
+    The file lock serializes promotes that share a workspace. Promotes on different machines against one tracking
+    server compare and set instead: just before registering, the alias is read again, and if another promote moved
+    it meanwhile, the candidate is judged again against the new champion (up to 3 times)."""
+    from ups.loading import from_registered
+    from ups.registry.gates import evaluate_gates
+    from ups.training.evaluate import evaluate_split
+
+    spec, cand_spec = resolved.spec, candidate.spec
+    for _attempt in range(3):
+        champion = champ_samples = None
+        champ_version = _alias_version(client, name, alias)
         if champ_version is not None:
             champ = from_registered(f"models:/{name}@{alias}")
             champion, champ_samples = evaluate_split(champ.predictor(), datamodule, cand_spec, "test")
@@ -186,6 +220,10 @@ def promote(
                 gates,
                 lines + [f"dry run: would be {'promoted' if passed else 'rejected'}; nothing changed"],
             )
+        now = _alias_version(client, name, alias)
+        if passed and (now and now.version) != (champ_version and champ_version.version):
+            log.info("another promote moved @%s meanwhile: judging the candidate again", alias)
+            continue  # compare and set: never move an alias we did not judge against
         version = _register(
             client,
             name,
@@ -211,7 +249,8 @@ def promote(
             lines.append(
                 f"rejected: {name} v{version} registered without alias; failed gates: {', '.join(failed)}"
             )
-    return PromoteResult("promoted" if passed else "rejected", name, version, alias, gates, lines)
+        return PromoteResult("promoted" if passed else "rejected", name, version, alias, gates, lines)
+    raise RuntimeError(f"@{alias} of {name} kept moving while this promote judged its candidate; try again")
 
 
 def _register(

@@ -7,14 +7,11 @@ worker processes (re-invocations of this command with `--worker-index`), and sum
 
 from __future__ import annotations
 
-import _thread
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -115,7 +112,6 @@ def run_sweep(
     parent_run_id = _parent_run(resolved, store, name, home)
     threads = max(1, (os.cpu_count() or 1) // workers)
     procs = [_spawn_worker(resolved, url, name, target, k, threads) for k in range(1, workers)]
-    watchers = [_watch_for_interrupt(p) for p in procs]
     try:
         failed = None
         try:
@@ -123,18 +119,18 @@ def run_sweep(
         except SweepFailed as exc:
             failed = exc
         codes = [p.wait() for p in procs]
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM here, or a worker was interrupted: stop every worker
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM to the coordinator: stop every worker
         _stop_workers(procs)
         _finish_parent(resolved, None, parent_run_id, home, status="KILLED")
         raise
-    finally:
-        for w in watchers:
-            w.join(timeout=1)
     result_study = optuna.load_study(study_name=name, storage=store)
     counts = count_states(result_study)
     _finish_parent(resolved, result_study, parent_run_id, home)
-    if failed is None and any(codes):
-        failed = SweepFailed(f"{sum(1 for c in codes if c)} worker(s) exited with an error")
+    # a worker stopped by a signal (a preempted job) re-queued its trial, and the others went on: not a failure
+    if stopped := sum(1 for c in codes if c == INTERRUPTED_EXIT):
+        log.warning("%d worker(s) were stopped by a signal; their trials were queued again", stopped)
+    if failed is None and any(c not in (0, INTERRUPTED_EXIT) for c in codes):
+        failed = SweepFailed(f"{sum(1 for c in codes if c not in (0, INTERRUPTED_EXIT))} worker(s) failed")
     if failed is None and counts["fail"] >= cfg.max_failures:
         failed = SweepFailed(
             f"the study holds {counts['fail']} failed trials (sweep.max_failures={cfg.max_failures})"
@@ -191,19 +187,6 @@ def _spawn_worker(
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), STORAGE_ENV: url}
     env.pop("UPS_RUN_ID", None)
     return subprocess.Popen(cmd, env=env)
-
-
-def _watch_for_interrupt(proc: subprocess.Popen) -> threading.Thread:
-    """A worker that ends interrupted (exit 130: someone sent it SIGTERM or SIGINT) interrupts the coordinator too,
-    so the whole sweep stops and no new trial starts anywhere."""
-
-    def watch() -> None:
-        if proc.wait() == INTERRUPTED_EXIT:
-            _thread.interrupt_main(signal.SIGINT)
-
-    thread = threading.Thread(target=watch, name=f"watch-worker-{proc.pid}", daemon=True)
-    thread.start()
-    return thread
 
 
 def _stop_workers(procs: list[subprocess.Popen], grace: float = 20.0) -> None:

@@ -58,7 +58,9 @@ class Objective:
             return self._trial(trial)
         except (KeyboardInterrupt, RunInterrupted) as exc:
             trial.set_user_attr(INTERRUPTED_ATTR, True)
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or SIGTERM); the next sweep retries it")
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or SIGTERM); its parameters run again")
+            # re-queued at once: the other workers (or the next sweep) run these parameters first
+            trial.study.enqueue_trial(trial.params, user_attrs={"ups.retry_of": trial.number})
             self._tag(trial, "INTERRUPTED")
             raise KeyboardInterrupt from exc  # not an Exception: study.optimize stops instead of going on
         except (optuna.TrialPruned, NonFiniteLossError, NonFiniteMetricError):

@@ -92,7 +92,7 @@ def make_storage(url: str, cfg: SweepConfig) -> optuna.storages.BaseStorage:
             except Exception as exc:  # two coordinators creating a fresh database's tables at once: one loses
                 if attempt == 3 or exc.__class__.__name__ not in ("IntegrityError", "OperationalError"):
                     raise
-                log.info("opening the Optuna storage failed (%s); retrying", exc.__class__.__name__)
+                log.debug("opening the Optuna storage failed (%s); retrying", exc.__class__.__name__)
                 time.sleep(0.5 * (attempt + 1))
     except ModuleNotFoundError as exc:
         raise SpecError(

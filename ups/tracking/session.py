@@ -164,7 +164,7 @@ def connect(uri: str):
                 "MlflowException",
             ):
                 raise
-            log.info("opening the MLflow store failed (%s); retrying", exc.__class__.__name__)
+            log.debug("opening the MLflow store failed (%s); retrying", exc.__class__.__name__)
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
 
