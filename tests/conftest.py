@@ -215,3 +215,61 @@ def postgres_dump(url: str) -> str:
                 rows.append(f"{table}: {tuple(row)!r}")
     engine.dispose()
     return "\n".join(rows)
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 (its store and artifacts in `folder`) that a test may kill and restart."""
+
+    def __init__(self, folder: Path, backend: str | None = None) -> None:
+        import socket
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.backend = backend or f"sqlite:///{folder / 'server.db'}"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self, timeout: float = 120.0) -> MlflowServer:
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.backend,
+               "--artifacts-destination", str(self.folder / "artifacts"), "--host", "127.0.0.1",
+               "--port", str(self.port), "--workers", "1"]  # fmt: skip
+        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+        log = open(self.folder / "server.log", "a")  # noqa: SIM115 - the server's lifetime
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env, start_new_session=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"mlflow server exited: {(self.folder / 'server.log').read_text()[-2000:]}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.5)
+        self.kill()
+        raise RuntimeError("mlflow server did not answer")
+
+    def kill(self) -> None:
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    server = MlflowServer(tmp_path / "mlflow-server").start()
+    yield server
+    server.kill()

@@ -80,6 +80,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
     export.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sync = sub.add_parser(
+        "sync",
+        help="re-send what a tracking outage spooled (MLflow); sync offline W&B runs when a key is set",
+        description="Re-send the MLflow items that runs spooled while the tracking server was unreachable "
+        "(runs/<id>/spool.jsonl), in order and only once; then `wandb sync` the offline W&B runs when "
+        "WANDB_API_KEY is set. Without RUN_IDs: every run of the workspace with something to send.",
+    )
+    sync.add_argument(
+        "runs", nargs="*", metavar="RUN_ID", help="runs to sync (default: all with pending items)"
+    )
+    sync.add_argument("--tracking-uri", help="MLflow store (default $MLFLOW_TRACKING_URI, then $UPS_HOME's)")
+    sync.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     with_spec("validate", "check a spec (and its overrides) without running anything")
     with_spec("show", "print the fully resolved spec as YAML")
     return parser
@@ -125,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             check_safe_name(args.study, key="--study", file="command line")
         if args.command == "export":
             return _export(args)
+        if args.command == "sync":
+            return _sync(args)
         if args.command in ("run", "validate", "show"):
             resolved = load_experiment(args.spec, args.overrides)
         elif args.command in (
@@ -292,9 +306,58 @@ def _run(args: argparse.Namespace, resolved) -> int:
         print(pipeline_summary(result))
     else:
         print(summary(result))
+        if result.unsent:  # training succeeded; its exit code says so, and one line says what is left to send
+            print(
+                f"WARNING: MLflow was unreachable: {result.unsent} item(s) of run {result.run_id} await "
+                f"`ups-exp sync {result.run_id}`",
+                file=sys.stderr,
+            )
     if args.json:
         print(json.dumps(result.to_json()))
     return EXIT_OK
+
+
+def _sync(args: argparse.Namespace) -> int:
+    """Re-send what tracking outages spooled (MLflow), and sync offline W&B runs when a W&B key is set."""
+    import os
+
+    from ups.tracking import workspace
+    from ups.tracking.session import connect
+    from ups.tracking.spool import pending_runs, sync_run
+
+    home = workspace.home()
+    workspace.contain_environment(home)
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or workspace.default_mlflow_uri(home)
+    runs = args.runs or pending_runs(home)
+    client = connect(uri) if runs else None
+    left = 0
+    for run_id in runs:
+        run_dir = home / "runs" / run_id
+        if not (run_dir / "run.json").is_file():
+            from ups.spec.errors import SpecError
+
+            raise SpecError("no such run in this workspace", file="command line", key="RUN_ID", got=run_id)
+        sent, pending = sync_run(client, run_id, run_dir)
+        left += pending
+        print(f"run {run_id}: sent {sent} spooled item(s)" + (f", {pending} left" if pending else ""))
+    if not runs:
+        print("MLflow: nothing to send")
+    wandb_runs = sorted((home / "wandb").glob("offline-run-*"))
+    unsynced = [r for r in wandb_runs if not any(r.glob("*.synced"))]
+    if unsynced and os.environ.get("WANDB_API_KEY"):
+        import subprocess
+
+        for run_dir in unsynced:  # `wandb sync` marks each run it uploaded (<run>.wandb.synced)
+            done = subprocess.run(
+                [sys.executable, "-m", "wandb", "sync", str(run_dir)], capture_output=True, text=True
+            )
+            print(
+                f"W&B {run_dir.name}: {'synced' if done.returncode == 0 else 'FAILED: ' + done.stderr.strip()[-200:]}"
+            )
+            left += done.returncode != 0
+    elif unsynced:
+        print(f"W&B: {len(unsynced)} offline run(s) under {home / 'wandb'}; set WANDB_API_KEY to sync them")
+    return EXIT_OK if left == 0 else EXIT_FAILED
 
 
 def _sweep(args: argparse.Namespace, resolved) -> int:

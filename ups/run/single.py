@@ -56,6 +56,8 @@ class RunResult:
     """Optimizer steps taken."""
     planned_steps: int = 0
     """Optimizer steps the budget (`train.max_epochs` × batches per epoch) asked for."""
+    unsent: int = 0
+    """MLflow items spooled in the run's folder during a tracking outage (`ups-exp sync` sends them)."""
     stopped_by: str | None = None
     """`max_time` when `train.max_time_minutes` cut training short (quality then depends on the machine's speed),
     `early_stopping` when early stopping ended it, None when the step budget ran out."""
@@ -69,6 +71,7 @@ class RunResult:
             "steps": self.steps,
             "planned_steps": self.planned_steps,
             "stopped_by": self.stopped_by,
+            "unsent": self.unsent,
         }
 
 
@@ -269,7 +272,7 @@ def _report(
         return None
     return RunResult(
         session.run_id, spec.name, metrics, best, wall, where, extras, stage=stage.kind,
-        steps=steps, planned_steps=planned, stopped_by=stopped_by,
+        steps=steps, planned_steps=planned, stopped_by=stopped_by, unsent=session.unsent,
     )  # fmt: skip
 
 

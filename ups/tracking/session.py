@@ -19,6 +19,7 @@ from ups import __version__
 from ups.spec.errors import SpecError
 from ups.spec.load import ResolvedSpec, flatten_tree
 from ups.spec.redact import redact, redact_tree
+from ups.tracking.spool import GuardedClient
 from ups.tracking.workspace import RunBusy, RunRecord, default_mlflow_uri, lock_run, new_record
 
 log = logging.getLogger(__name__)
@@ -34,14 +35,35 @@ def mlflow_metric_name(name: str) -> str:
     return name.replace("@", "_at_")
 
 
-def _mlflow_logger_class():
-    from lightning.pytorch.loggers import MLFlowLogger
+def _mlflow_logger(guard):
+    """Lightning's MLflow logger for one run, writing through the run's GuardedClient: synchronous at
+    `train.log_every_n_steps`, and spooled (never raised, never retried for minutes) while the store is down.
+    The flattened, redacted spec is the run's params (logged once by the session), so hparams are not re-logged."""
+    from lightning.pytorch.loggers.logger import Logger
+    from lightning.pytorch.utilities import rank_zero_only
 
-    class UpsMLFlowLogger(MLFlowLogger):
-        def log_metrics(self, metrics, step=None):
-            super().log_metrics({mlflow_metric_name(k): v for k, v in metrics.items()}, step)
+    class UpsMLflowLogger(Logger):
+        @property
+        def name(self) -> str:
+            return "mlflow"
 
-    return UpsMLFlowLogger
+        @property
+        def version(self) -> str:
+            return guard.run_id
+
+        @property
+        def experiment(self):
+            return guard.client
+
+        @rank_zero_only
+        def log_metrics(self, metrics, step=None) -> None:
+            guard.log_metrics({mlflow_metric_name(k): float(v) for k, v in metrics.items()}, step or 0)
+
+        @rank_zero_only
+        def log_hyperparams(self, params, *args, **kwargs) -> None:
+            pass
+
+    return UpsMLflowLogger()
 
 
 def git_commit() -> str:
@@ -76,6 +98,7 @@ class TrackingSession:
     loggers: list = field(default_factory=list)
     _client: Any = None
     _lock: Any = None
+    _guard: GuardedClient | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -85,25 +108,25 @@ class TrackingSession:
     def is_logging(self) -> bool:
         return self.record is not None
 
+    @property
+    def unsent(self) -> int:
+        """MLflow items spooled during an outage, waiting for `ups-exp sync`."""
+        return self._guard.spooled if self._guard is not None else 0
+
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        if self._client is not None:
-            self._client.log_artifact(self.run_id, str(path), artifact_path)
+        if self._guard is not None:
+            self._guard.log_artifact(path, artifact_path)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        if self._client is not None:
-            from mlflow.entities import Metric
-
-            now = int(time.time() * 1000)
-            batch = [Metric(mlflow_metric_name(k), float(v), now, step or 0) for k, v in metrics.items()]
-            self._client.log_batch(self.run_id, metrics=batch)
+        if self._guard is not None:
+            self._guard.log_metrics({mlflow_metric_name(k): float(v) for k, v in metrics.items()}, step or 0)
         for logger in self.loggers:
             if logger.__class__.__name__ == "WandbLogger":
                 logger.experiment.summary.update(metrics)
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        if self._client is not None:
-            for key, value in tags.items():
-                self._client.set_tag(self.run_id, key, value)
+        if self._guard is not None:
+            self._guard.set_tags(tags)
         for logger in self.loggers:
             if logger.__class__.__name__ == "WandbLogger":
                 logger.experiment.summary.update(tags)
@@ -112,24 +135,18 @@ class TrackingSession:
         """status: FINISHED | FAILED | KILLED, in MLflow, W&B and run.json (which `--resume` reads; `record_status`
         overrides it there). `reason` (why it FAILED) goes to all three, redacted: tag `ups.fail_reason`.
 
-        Each store is finished even when another one fails (a tracking server may be the thing that is down)."""
+        Each store is finished even when another one fails: an unreachable MLflow gets the status through the
+        spool (`ups-exp sync`)."""
         if self.record is None:
             return
         reason = redact(reason)[:1000] if reason else None
         self.record.status = record_status or status
         self.record.reason = reason
         self.record.save(self.home)
-        problems = []
-        if self._client is not None:
-            try:
-                import mlflow
-
-                mlflow.flush_async_logging()
-                if reason:
-                    self._client.set_tag(self.run_id, "ups.fail_reason", reason)
-                self._client.set_terminated(self.run_id, status=status)
-            except Exception as exc:  # noqa: BLE001 - report, and still finish W&B and the lock
-                problems.append(f"MLflow: {exc.__class__.__name__}")
+        if self._guard is not None:
+            if reason:
+                self._guard.set_tags({"ups.fail_reason": reason})
+            self._guard.set_terminated(status)
         for logger in self.loggers:
             if logger.__class__.__name__ == "WandbLogger":
                 import wandb
@@ -141,10 +158,6 @@ class TrackingSession:
         from ups.tracking.workspace import release_run
 
         release_run(self._lock)
-        if problems:
-            log.warning(
-                "run %s marked %s in run.json, but not in %s", self.run_id, status, "; ".join(problems)
-            )
 
 
 def connect(uri: str):
@@ -255,6 +268,7 @@ def start_tracking(
         mlflow_uri=uri if mlflow_on else None,
         _client=client,
         _lock=lock,
+        _guard=GuardedClient(client, run_id, home / "runs" / run_id) if client is not None else None,
     )
     try:
         if client is not None and resume is None:
@@ -281,11 +295,7 @@ def _loggers(resolved: ResolvedSpec, session: TrackingSession, uri: str, tags: d
     loggers: list = []
     if client is not None:
         client.set_tag(run_id, "wandb.run_id", run_id if wandb_on else "none")
-        loggers.append(
-            _mlflow_logger_class()(
-                experiment_name=spec.name, tracking_uri=uri, run_id=run_id, synchronous=False
-            )
-        )
+        loggers.append(_mlflow_logger(session._guard))
     if wandb_on:
         from lightning.pytorch.loggers import WandbLogger
 

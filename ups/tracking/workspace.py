@@ -40,6 +40,10 @@ def contain_environment(home_dir: Path) -> None:
         "WANDB_DISABLE_GIT": "true",
         "MPLCONFIGDIR": str(home_dir / ".matplotlib"),
         "GIT_PYTHON_REFRESH": "quiet",
+        # a tracking server that is down costs a run a few seconds once (then it spools), not minutes per call
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
     }
     for key, value in defaults.items():
         # a value we set for an earlier workspace in this process is ours to replace; the user's is not

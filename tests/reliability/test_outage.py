@@ -1,0 +1,86 @@
+"""Tracking outages (issue 11, point 6) against a real `mlflow server` on 127.0.0.1, killed mid-run: training
+finishes with exit 0 and a one-line warning, what could not be sent is spooled in the run's folder, and
+`ups-exp sync` re-sends it once (running it again sends nothing twice)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, subprocess_env, write_tiny_spec
+
+
+def _cli(home, env_extra, *args, **kw):
+    return subprocess.Popen(
+        [sys.executable, "-m", "ups.cli", *args], env=subprocess_env(home, **env_extra), cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw,
+    )  # fmt: skip
+
+
+def test_a_run_outlives_its_tracking_server_and_sync_sends_the_rest_once(tmp_path, mlflow_server):
+    from mlflow.tracking import MlflowClient
+
+    home = tmp_path / "home"
+    spec = write_tiny_spec(tmp_path, name="outage", epochs=25)
+    env = {"MLFLOW_TRACKING_URI": mlflow_server.url, "OMP_NUM_THREADS": "1"}
+    args = (
+        "run",
+        str(spec),
+        "--json",
+        "--no-progress",
+        "tracking.wandb.enabled=false",
+        "train.log_every_n_steps=1",
+    )
+    proc = _cli(home, env, *args)
+    client = MlflowClient(tracking_uri=mlflow_server.url)
+    deadline, run_id, before = time.time() + 180, None, 0
+    while before < 5:  # the run exists and has sent a few losses: then the server dies
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() < deadline, "the run never logged to the server"
+        time.sleep(0.5)
+        exp = client.get_experiment_by_name("outage")
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        if runs:
+            run_id = runs[0].info.run_id
+            before = len(client.get_metric_history(run_id, "train/loss"))
+    mlflow_server.kill()
+    killed_at = time.time()
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["run_id"] == run_id and result["unsent"] > 0
+    warning = [line for line in err.splitlines() if line.startswith("WARNING: MLflow was unreachable")]
+    assert warning == [f"WARNING: MLflow was unreachable: {result['unsent']} item(s) of run {run_id} await "
+                       f"`ups-exp sync {run_id}`"]  # fmt: skip
+    spool = home / "runs" / run_id / "spool.jsonl"
+    entries = [json.loads(line) for line in spool.read_text().splitlines()]
+    assert len(entries) == result["unsent"]
+    assert {e["op"] for e in entries} >= {"metrics", "artifact", "terminate"}
+    assert time.time() - killed_at < 300
+
+    mlflow_server.start()
+    sync = subprocess.run(
+        [sys.executable, "-m", "ups.cli", "sync", "--tracking-uri", mlflow_server.url],
+        env=subprocess_env(home), cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert sync.returncode == 0, sync.stderr
+    assert f"run {run_id}: sent {len(entries)} spooled item(s)" in sync.stdout
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["test/rollout_nrmse"] == pytest.approx(
+        result["metrics"]["test/rollout_nrmse"], rel=1e-6
+    )
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"spec.yaml", "checkpoints"} <= artifacts
+    history = client.get_metric_history(run_id, "train/loss")
+    assert len(history) > before  # the losses logged during the outage arrived
+
+    again = subprocess.run(
+        [sys.executable, "-m", "ups.cli", "sync", run_id, "--tracking-uri", mlflow_server.url],
+        env=subprocess_env(home), cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0 and f"run {run_id}: sent 0 spooled item(s)" in again.stdout, again.stderr
+    assert len(client.get_metric_history(run_id, "train/loss")) == len(history)
