@@ -84,7 +84,7 @@ def test_concurrent_processes_generate_once(tmp_path):
     assert all(racer.returncode == 0 for racer in racers)
     assert len(paths) == 1 and log.read_text() == "made\n"
     name = f"toy-{cache_key({'family': 'toy', 'n': 1})}.h5"
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [name, f"{name}.lock"]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [name, f"{name}.lock", f"{name}.sha256"]
 
 
 def test_generated_burgers_round_trips_through_the_reader(tmp_path):

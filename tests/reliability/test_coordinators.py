@@ -13,9 +13,9 @@ from conftest import ROOT, postgres_database, subprocess_env, sweep_spec
 
 from ups.sweep.study import TrialSeededSampler
 
-pytestmark = pytest.mark.postgres
 
-
+@pytest.mark.postgres
+@pytest.mark.slow
 def test_two_coordinators_at_once_share_one_study_and_one_parent_run(tmp_path):
     storage = postgres_database("coordinators")
     tracking = postgres_database("coordinators")

@@ -46,6 +46,7 @@ def test_expected_failures_are_one_line_with_their_exit_code(tmp_path):
     assert "canary-secret" not in err
 
 
+@pytest.mark.slow
 def test_promote_takes_the_storage_of_its_study(workspace, tmp_path):
     from ups.registry.promote import promote
     from ups.sweep.driver import run_sweep

@@ -74,6 +74,7 @@ def test_checkpoints_load_with_weights_only_everywhere():
     assert not unsafe, unsafe
 
 
+@pytest.mark.slow
 def test_two_promotes_at_once_move_the_alias_once(workspace, tmp_path):
     spec = sweep_spec(tmp_path, name="race", tracking="local", trials=2, epochs=2, pruner="none")
     run_sweep(load_spec(spec))

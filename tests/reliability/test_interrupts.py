@@ -17,6 +17,8 @@ import optuna
 import pytest
 from conftest import ROOT, subprocess_env, sweep_spec
 
+pytestmark = pytest.mark.slow  # minutes of real sweeps killed mid-trial: .ci/run runs them after `make test`
+
 
 def _start(spec: Path, home: Path, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "ups.cli", "sweep", str(spec), *extra]

@@ -20,6 +20,7 @@ def _cli(home, env_extra, *args, **kw):
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_run_outlives_its_tracking_server_and_sync_sends_the_rest_once(tmp_path, mlflow_server):
     from mlflow.tracking import MlflowClient
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import postgres_database, postgres_dump, subprocess_env, sweep_spec
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 def _argv_sampler(stop: threading.Event, seen: list[str]) -> None:

@@ -22,6 +22,8 @@ from ups.training.stage_module import StageModule, check_finite, ema_update
 
 
 class ConsistencyDistillModule(StageModule):
+    TRAINED = "student"
+
     def __init__(
         self,
         spec: dict,

@@ -20,6 +20,8 @@ from ups.training.stage_module import StageModule, check_finite, ema_update
 
 
 class DiffusionResidualModule(StageModule):
+    TRAINED = "refiner"
+
     def __init__(
         self,
         spec: dict,

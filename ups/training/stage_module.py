@@ -7,6 +7,7 @@ Legend: B batch, T frames, C fields, X grid points.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -21,6 +22,8 @@ from ups.spec.load import spec_from_dict
 from ups.spec.metrics import report_horizons
 from ups.training.metrics import evaluate_batch, summarize_tasks
 from ups.training.stages import REFERENCE
+
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -55,6 +58,9 @@ def check_finite(loss: torch.Tensor, step: int) -> None:
 class StageModule(L.LightningModule):
     """Subclasses build their networks, `training_step`, `configure_optimizers` and `predictor()`."""
 
+    TRAINED = "model"
+    """The attribute holding the network this stage trains (what `hardware.compile` compiles)."""
+
     def __init__(
         self, spec: dict, lineage: list[dict] | tuple = (), layout: list[str] | tuple = LEGACY_LAYOUT
     ) -> None:
@@ -70,6 +76,15 @@ class StageModule(L.LightningModule):
         """Seconds spent predicting in the latest evaluation, per predictor (`model` and each reference)."""
         self.last_eval: dict[str, dict] = {}
         """Per split: per-sample errors and one example rollout from the latest evaluation."""
+
+    def configure_model(self) -> None:
+        """`hardware.compile`: compile the trained network in place (`nn.Module.compile`: no wrapper module, so
+        state-dict keys stay plain and checkpoints resume, load and promote as eager ones do). Training calls the
+        network, so it runs the compiled graph. Compilation is lazy: the first call compiles, inside a guard that
+        logs a failure once and continues eager."""
+        if self.spec.hardware.compile and not getattr(self, "_compile_set", False):
+            self._compile_set = True
+            compile_guarded(getattr(self, self.TRAINED))
 
     def predictor(self) -> nn.Module:
         """The one-step predictor this stage is evaluated (and registered) as."""
@@ -191,6 +206,32 @@ class StageModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "ups_rng" in checkpoint:
             torch.set_rng_state(checkpoint["ups_rng"]["torch"])
+
+
+def compile_guarded(net: nn.Module) -> None:
+    """`net.compile()`, with its first (compiling) call guarded: if compilation fails, log it once and run eager."""
+    try:
+        net.compile()
+    except Exception as exc:  # noqa: BLE001 - compile is an optimization: never the reason a run fails
+        log.warning("torch.compile is unavailable (%s: %s): training runs eager", exc.__class__.__name__, exc)
+        return
+    compiled = net._compiled_call_impl  # torch 2.13: what nn.Module.__call__ runs once compiled
+
+    def first_call(*args, **kwargs):
+        try:
+            out = compiled(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - Dynamo/Inductor errors surface here, at the first call
+            log.warning(
+                "torch.compile failed (%s: %s): training continues eager",
+                exc.__class__.__name__,
+                " ".join(str(exc).split())[:300],
+            )
+            net._compiled_call_impl = None
+            return net(*args, **kwargs)
+        net._compiled_call_impl = compiled  # compiled and working: no guard from now on
+        return out
+
+    net._compiled_call_impl = first_call
 
 
 def ema_update(average: nn.Module, current: nn.Module, decay: float) -> None:
