@@ -177,7 +177,7 @@ class HardwareConfig:
     num_threads: int | None = None
     """torch intra-op threads per process; null keeps torch's default."""
     compile: bool = False
-    """Wrap the model in torch.compile."""
+    """Compile the trained network in place (configure_model); a compile failure falls back to eager, logged once."""
 
 
 @dataclass(frozen=True, kw_only=True)
