@@ -156,7 +156,11 @@ def test_a_restart_within_the_grace_period_reaches_the_total(tmp_path):
     proc = _start(spec, home, "sweep.max_failures=1")
     running = _wait_running(proc, storage, name, 1)
     (dead,) = [t for t in running.trials if t.state.name == "RUNNING"]
-    time.sleep(1.0)
+    deadline = time.time() + 60
+    while not optuna.load_study(study_name=name, storage=storage).trials[dead.number].params:
+        assert time.time() < deadline, "the trial never drew its parameters"
+        time.sleep(0.2)
+    time.sleep(1.0)  # training
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
     again = subprocess.run(
@@ -167,8 +171,14 @@ def test_a_restart_within_the_grace_period_reaches_the_total(tmp_path):
     study = optuna.load_study(study_name=name, storage=storage)
     states = [t.state.name for t in study.trials]
     assert "RUNNING" not in states and states.count("COMPLETE") == 2, states
+    dead = study.trials[dead.number]  # (caught RUNNING before it had drawn its parameters)
     retry = [t for t in study.trials if t.user_attrs.get("ups.retry_of") == dead.number]
-    assert len(retry) == 1 and retry[0].params == dead.params and retry[0].state.name == "COMPLETE"
+    assert (
+        dead.params
+        and len(retry) == 1
+        and retry[0].params == dead.params
+        and retry[0].state.name == "COMPLETE"
+    )
     from ups.sweep.study import outcome
 
     assert outcome(study.trials[dead.number]) == "killed"
