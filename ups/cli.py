@@ -91,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
         "runs", nargs="*", metavar="RUN_ID", help="runs to sync (default: all with pending items)"
     )
     sync.add_argument("--tracking-uri", help="MLflow store (default $MLFLOW_TRACKING_URI, then $UPS_HOME's)")
+    sync.add_argument(
+        "--wandb-timeout", type=float, default=600.0, help="seconds allowed per W&B run upload (default 600)"
+    )
     sync.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     with_spec("validate", "check a spec (and its overrides) without running anything")
     with_spec("show", "print the fully resolved spec as YAML")
@@ -321,6 +324,7 @@ def _sync(args: argparse.Namespace) -> int:
     """Re-send what tracking outages spooled (MLflow), and sync offline W&B runs when a W&B key is set."""
     import os
 
+    from ups.spec.redact import redact
     from ups.tracking import workspace
     from ups.tracking.session import connect
     from ups.tracking.spool import pending_runs, sync_run
@@ -348,13 +352,14 @@ def _sync(args: argparse.Namespace) -> int:
         import subprocess
 
         for run_dir in unsynced:  # `wandb sync` marks each run it uploaded (<run>.wandb.synced)
-            done = subprocess.run(
-                [sys.executable, "-m", "wandb", "sync", str(run_dir)], capture_output=True, text=True
-            )
-            print(
-                f"W&B {run_dir.name}: {'synced' if done.returncode == 0 else 'FAILED: ' + done.stderr.strip()[-200:]}"
-            )
-            left += done.returncode != 0
+            cmd = [sys.executable, "-m", "wandb", "sync", str(run_dir)]
+            try:  # an unreachable W&B server makes `wandb sync` retry forever: bounded
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.wandb_timeout)
+                ok, why = done.returncode == 0, done.stderr.strip()[-200:]
+            except subprocess.TimeoutExpired:
+                ok, why = False, f"no answer within {args.wandb_timeout:.0f} s"
+            print(f"W&B {run_dir.name}: {'synced' if ok else 'FAILED: ' + redact(why)}")
+            left += not ok
     elif unsynced:
         print(f"W&B: {len(unsynced)} offline run(s) under {home / 'wandb'}; set WANDB_API_KEY to sync them")
     return EXIT_OK if left == 0 else EXIT_FAILED

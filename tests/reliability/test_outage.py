@@ -85,3 +85,39 @@ def test_a_run_outlives_its_tracking_server_and_sync_sends_the_rest_once(tmp_pat
     )  # fmt: skip
     assert again.returncode == 0 and f"run {run_id}: sent 0 spooled item(s)" in again.stdout, again.stderr
     assert len(client.get_metric_history(run_id, "train/loss")) == len(history)
+
+
+@pytest.mark.slow
+def test_sync_uploads_offline_wandb_runs_only_with_a_key_and_reports_failures(tmp_path):
+    """With no key, `sync` says how many W&B runs wait; with a key it runs `wandb sync` on each, bounded in time,
+    and a W&B server that does not answer (here a closed port on 127.0.0.1) is a reported failure, exit 1."""
+    import socket
+
+    home = tmp_path / "home"
+    spec = write_tiny_spec(tmp_path, name="offline", epochs=1)
+    done = subprocess.run(
+        [sys.executable, "-m", "ups.cli", "run", str(spec), "--no-progress"], env=subprocess_env(home), cwd=ROOT,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    (offline,) = (home / "wandb").glob("offline-run-*")
+    no_key = subprocess.run(
+        [sys.executable, "-m", "ups.cli", "sync"], env=subprocess_env(home), cwd=ROOT, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert (
+        no_key.returncode == 0
+        and "W&B: 1 offline run(s)" in no_key.stdout
+        and "WANDB_API_KEY" in no_key.stdout
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = subprocess_env(home, WANDB_API_KEY="k" * 40, WANDB_BASE_URL=f"http://127.0.0.1:{port}")
+    with_key = subprocess.run(
+        [sys.executable, "-m", "ups.cli", "sync", "--wandb-timeout", "20"], env=env, cwd=ROOT,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert with_key.returncode == 1, with_key.stdout + with_key.stderr
+    assert f"W&B {offline.name}: FAILED: no answer within 20 s" in with_key.stdout
+    assert "k" * 40 not in with_key.stdout + with_key.stderr
