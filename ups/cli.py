@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if getattr(args, "study", None) is not None:  # it names a folder under $UPS_HOME
-            from ups.spec.checks import check_safe_name
+            from ups.spec.names import check_safe_name
 
             check_safe_name(args.study, key="--study", file="command line")
         if args.command == "export":
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(result.to_json(), default=str))
             return EXIT_REJECTED if result.decision == "rejected" else EXIT_OK
         if args.command == "eval":
-            from ups.registry.promote import eval_registered
+            from ups.registry.evaluate import eval_registered
             from ups.run.report import metrics_table
 
             metrics = eval_registered(resolved, args.model)
@@ -321,48 +321,13 @@ def _run(args: argparse.Namespace, resolved) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    """Re-send what tracking outages spooled (MLflow), and sync offline W&B runs when a W&B key is set."""
-    import os
+    from ups.tracking.sync import sync
 
-    from ups.spec.redact import redact
-    from ups.tracking import workspace
-    from ups.tracking.session import connect
-    from ups.tracking.spool import pending_runs, sync_run
-
-    home = workspace.home()
-    workspace.contain_environment(home)
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or workspace.default_mlflow_uri(home)
-    runs = args.runs or pending_runs(home)
-    client = connect(uri) if runs else None
-    left = 0
-    for run_id in runs:
-        run_dir = home / "runs" / run_id
-        if not (run_dir / "run.json").is_file():
-            from ups.spec.errors import SpecError
-
-            raise SpecError("no such run in this workspace", file="command line", key="RUN_ID", got=run_id)
-        sent, pending = sync_run(client, run_id, run_dir)
-        left += pending
-        print(f"run {run_id}: sent {sent} spooled item(s)" + (f", {pending} left" if pending else ""))
-    if not runs:
-        print("MLflow: nothing to send")
-    wandb_runs = sorted((home / "wandb").glob("offline-run-*"))
-    unsynced = [r for r in wandb_runs if not any(r.glob("*.synced"))]
-    if unsynced and os.environ.get("WANDB_API_KEY"):
-        import subprocess
-
-        for run_dir in unsynced:  # `wandb sync` marks each run it uploaded (<run>.wandb.synced)
-            cmd = [sys.executable, "-m", "wandb", "sync", str(run_dir)]
-            try:  # an unreachable W&B server makes `wandb sync` retry forever: bounded
-                done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.wandb_timeout)
-                ok, why = done.returncode == 0, done.stderr.strip()[-200:]
-            except subprocess.TimeoutExpired:
-                ok, why = False, f"no answer within {args.wandb_timeout:.0f} s"
-            print(f"W&B {run_dir.name}: {'synced' if ok else 'FAILED: ' + redact(why)}")
-            left += not ok
-    elif unsynced:
-        print(f"W&B: {len(unsynced)} offline run(s) under {home / 'wandb'}; set WANDB_API_KEY to sync them")
-    return EXIT_OK if left == 0 else EXIT_FAILED
+    return (
+        EXIT_OK
+        if sync(args.runs, tracking_uri=args.tracking_uri, wandb_timeout=args.wandb_timeout)
+        else EXIT_FAILED
+    )
 
 
 def _sweep(args: argparse.Namespace, resolved) -> int:

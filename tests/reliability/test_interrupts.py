@@ -57,6 +57,15 @@ def _workers(pgid: int) -> list[int]:
     return pids
 
 
+def _run_again(proc: subprocess.Popen, home: Path) -> None:
+    """The same sweep command again, to the end: it must succeed."""
+    again = subprocess.run(
+        proc.args, env=subprocess_env(home, OMP_NUM_THREADS="1"), cwd=ROOT, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -105,11 +114,7 @@ def test_a_signal_to_the_coordinator_stops_the_whole_sweep_and_the_study_continu
         return
 
     # the same command continues: max_failures=1, so had the two interruptions counted, it would refuse
-    again = subprocess.run(
-        proc.args, env=subprocess_env(home, OMP_NUM_THREADS="1"), cwd=ROOT, capture_output=True, text=True,
-        timeout=600,
-    )  # fmt: skip
-    assert again.returncode == 0, again.stderr[-3000:]
+    _run_again(proc, home)
     study = optuna.load_study(study_name=name, storage=storage)
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == 2 and len(study.trials) == 4
@@ -163,11 +168,7 @@ def test_a_restart_within_the_grace_period_reaches_the_total(tmp_path):
     time.sleep(1.0)  # training
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
-    again = subprocess.run(
-        proc.args, env=subprocess_env(home, OMP_NUM_THREADS="1"), cwd=ROOT, capture_output=True, text=True,
-        timeout=600,
-    )  # fmt: skip
-    assert again.returncode == 0, again.stderr[-3000:]
+    _run_again(proc, home)
     study = optuna.load_study(study_name=name, storage=storage)
     states = [t.state.name for t in study.trials]
     assert "RUNNING" not in states and states.count("COMPLETE") == 2, states

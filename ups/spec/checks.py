@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 from ups.spec.errors import SpecError, did_you_mean
 from ups.spec.metrics import metric_names
+from ups.spec.names import check_safe_name
 from ups.spec.schema import (
     REFINER_INPUTS,
     STEADY_FAMILIES,
@@ -257,21 +257,6 @@ def _check_stage(spec: Spec, source: Source) -> None:
         sorted({s.family for s in spec.data.sources()}),
         f"Steady families: {', '.join(STEADY_FAMILIES)}.",
     )
-
-
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-"""Names that become folder and file names under $UPS_HOME (`name`, `--study`, `registry.model_name`)."""
-
-
-def check_safe_name(value: str, *, key: str, file: str) -> None:
-    """A name used in a path must stay inside $UPS_HOME: letters, digits, `.`, `_`, `-`; not starting with `.`."""
-    if not SAFE_NAME.fullmatch(value or ""):
-        raise SpecError(
-            "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit (it names files)",
-            file=file,
-            key=key,
-            got=value,
-        )
 
 
 def check_spec(spec: Spec, source: Source) -> None:
