@@ -19,6 +19,7 @@ from ups.data.source import DataSource
 from ups.data.splits import SPLIT_NAMES, assign_splits
 from ups.spec.errors import SpecError
 from ups.spec.schema import Spec
+from ups.training.oom import MicroBatches
 
 
 class WindowDataset(Dataset):
@@ -126,6 +127,13 @@ class TaskBalancedSampler(Sampler[int]):
             yield int(self.dataset.offsets[k]) + traj * self.dataset.per_traj[k] + start
 
 
+def micro_batch_size(train, world: int = 1) -> int:
+    """Samples per process per forward pass: `train.batch_size` is the GLOBAL batch of one optimizer step, split
+    over the processes and the accumulation steps (spec checks make it divide evenly). `hardware.oom: halve_batch`
+    may halve it during training (ups.training.oom.MicroBatches)."""
+    return train.batch_size // (world * train.accumulate_grad_batches)
+
+
 class PDEDataModule(L.LightningDataModule):
     def __init__(
         self, spec: Spec, sources: list[DataSource], *, layout: tuple[str, ...] | None = None
@@ -183,10 +191,7 @@ class PDEDataModule(L.LightningDataModule):
         return WindowDataset(self.train, self.spec.train.unroll_steps + 1)
 
     def micro_batch_size(self, world: int = 1) -> int:
-        """Windows per process per forward pass: `train.batch_size` is the GLOBAL batch of one optimizer step,
-        split over the processes and the accumulation steps (spec checks make it divide evenly)."""
-        t = self.spec.train
-        return t.batch_size // (world * t.accumulate_grad_batches)
+        return micro_batch_size(self.spec.train, world)
 
     def train_dataloader(self) -> DataLoader:
         ds = self.train_dataset()
@@ -200,7 +205,7 @@ class PDEDataModule(L.LightningDataModule):
             )
         else:
             sampler = EpochSampler(len(ds), seed=self.spec.seed, shuffle=True, rank=rank, world_size=world)
-        return DataLoader(ds, batch_size=micro, sampler=sampler, drop_last=False)
+        return DataLoader(ds, batch_sampler=MicroBatches(sampler, micro))
 
     def _eval_loader(self, split: str) -> DataLoader:
         ds = TrajectoryDataset(self.states[split], self.params[split], self.dts[split], self.tasks[split])

@@ -9,13 +9,15 @@ from __future__ import annotations
 import lightning.pytorch as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
+from ups.data.datamodule import micro_batch_size
 from ups.data.params import layout_for, param_vector
 from ups.data.splits import SPLIT_NAMES, assign_splits
 from ups.data.steady import generate_steady, harmonic_baseline
 from ups.spec.errors import SpecError
 from ups.spec.schema import Spec
+from ups.training.oom import MicroBatches
 
 
 class SteadyDataModule(L.LightningDataModule):
@@ -62,10 +64,14 @@ class SteadyDataModule(L.LightningDataModule):
     def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
         rank, world = self._rank_world()
         tensors = tuple(t[rank::world] for t in self.tensors[split])
-        t = self.spec.train  # train.batch_size is the global batch (see PDEDataModule.micro_batch_size)
-        batch = t.batch_size // (world * t.accumulate_grad_batches) if shuffle else self.spec.eval.batch_size
-        g = torch.Generator().manual_seed(self.spec.seed + rank)
-        return DataLoader(TensorDataset(*tensors), batch_size=batch, shuffle=shuffle, generator=g)
+        data = TensorDataset(*tensors)
+        if not shuffle:
+            return DataLoader(data, batch_size=self.spec.eval.batch_size, shuffle=False)
+        g = torch.Generator().manual_seed(
+            self.spec.seed + rank
+        )  # as DataLoader(shuffle=True, generator=g) draws
+        micro = micro_batch_size(self.spec.train, world)
+        return DataLoader(data, batch_sampler=MicroBatches(RandomSampler(data, generator=g), micro))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -178,6 +178,9 @@ class HardwareConfig:
     """torch intra-op threads per process; null keeps torch's default."""
     compile: bool = False
     """Compile the trained network in place (configure_model); a compile failure falls back to eager, logged once."""
+    oom: Literal["fail", "skip_batch", "halve_batch"] = "fail"
+    """Out of memory in a training step: fail the run, skip the step, or halve the micro-batch (and double
+    gradient accumulation, keeping the global batch). All ranks take the same decision (ups.training.oom)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -80,7 +80,8 @@ class BareLoop:
         end = t.max_epochs if epochs is None else self.epoch + epochs
         losses: list[float] = []
         self.model.train()
-        sampler = getattr(self.loader, "sampler", None)
+        # the epoch's order lives in the sampler under the batch sampler (ups' loaders batch with a batch sampler)
+        sampler = getattr(getattr(self.loader, "batch_sampler", None), "sampler", None) or self.loader.sampler
         while self.epoch < end:
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(self.epoch)

@@ -77,7 +77,7 @@ class ConsistencyDistillModule(StageModule):
 
     _timing_reference: dict[str, float] = {}
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def step_loss(self, batch, batch_idx: int) -> torch.Tensor:
         window, params, dt, _task = batch  # (B, K+1, C, X): only the first state is used
         teacher = self.teacher()
         with torch.no_grad():

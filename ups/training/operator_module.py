@@ -30,7 +30,7 @@ class OperatorModule(StageModule):
     def setup_data(self, datamodule) -> None:
         self.model.set_normalization(datamodule.mean, datamodule.std)
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def step_loss(self, batch, batch_idx: int) -> torch.Tensor:
         window, params, dt, _task = batch  # (B, K+1, C, X), (B, P), (B,), (B,)
         losses = operator_loss(self.model, window, params, dt, self.spec.stage.loss)
         check_finite(losses["loss"], self.global_step)

@@ -58,7 +58,7 @@ class DiffusionResidualModule(StageModule):
             if key.endswith("operator_corr_time") and value > 0
         }
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def step_loss(self, batch, batch_idx: int) -> torch.Tensor:
         window, params, dt, _task = batch  # (B, K+1, C, X): only the first pair is used
         st, op = self.spec.stage, self.operator
         z_t, z_next = op.normalize(window[:, 0]), op.normalize(window[:, 1])  # (B, C, X)

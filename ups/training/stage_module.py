@@ -21,7 +21,8 @@ from ups.models.operator import rollout
 from ups.spec.load import spec_from_dict
 from ups.spec.metrics import report_horizons
 from ups.training.metrics import evaluate_batch, summarize_tasks
-from ups.training.stages import REFERENCE
+from ups.training.oom import OOMGuard, is_oom
+from ups.training.stages import REFERENCE, plain_key
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ def check_finite(loss: torch.Tensor, step: int) -> None:
 
 
 class StageModule(L.LightningModule):
-    """Subclasses build their networks, `training_step`, `configure_optimizers` and `predictor()`."""
+    """Subclasses build their networks, `step_loss` (the training step's loss), `configure_optimizers` and
+    `predictor()`. The training step runs `step_loss` under the `hardware.oom` policy (ups.training.oom)."""
 
     TRAINED = "model"
     """The attribute holding the network this stage trains (what `hardware.compile` compiles)."""
@@ -76,6 +78,37 @@ class StageModule(L.LightningModule):
         """Seconds spent predicting in the latest evaluation, per predictor (`model` and each reference)."""
         self.last_eval: dict[str, dict] = {}
         """Per split: per-sample errors and one example rollout from the latest evaluation."""
+        self.oom = OOMGuard(self.spec.hardware.oom)
+
+    # training: the subclass's loss under the OOM policy --------------------------------------------
+    def step_loss(self, batch, batch_idx: int) -> torch.Tensor:
+        raise AssertionError(f"{type(self).__name__} must define step_loss()")
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        if not self.oom.active:
+            return self.step_loss(batch, batch_idx)
+        return self.oom.step(self, batch, batch_idx)
+
+    def backward(self, loss: torch.Tensor, *args, **kwargs) -> None:
+        if not self.oom.active:
+            return super().backward(loss, *args, **kwargs)
+        try:
+            super().backward(loss, *args, **kwargs)
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            self.oom.backward_failed(self, exc)
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
+        if not self.oom.active:
+            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+
+        def closure():
+            out = optimizer_closure()
+            self.oom.after_closure(self)  # a skipped step leaves no gradient: the optimizer changes nothing
+            return out
+
+        optimizer.step(closure=closure)
 
     def configure_model(self) -> None:
         """`hardware.compile`: compile the trained network in place (`nn.Module.compile`: no wrapper module, so
@@ -198,9 +231,7 @@ class StageModule(L.LightningModule):
 
     # checkpoints: plain keys, and the RNG state for exact resume -----------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["state_dict"] = {
-            k.replace("_orig_mod.", ""): v for k, v in checkpoint["state_dict"].items()
-        }
+        checkpoint["state_dict"] = {plain_key(k): v for k, v in checkpoint["state_dict"].items()}
         checkpoint["ups_rng"] = {"torch": torch.get_rng_state()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

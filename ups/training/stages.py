@@ -14,6 +14,16 @@ from ups.spec.errors import SpecError, did_you_mean
 from ups.spec.metrics import trajectory_metric_names
 from ups.spec.schema import STAGE_CONFIGS, Spec, StageConfig
 
+WRAPPER_SEGMENTS = ("_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+"""What torch.compile's, FSDP's and activation checkpointing's wrappers add to a parameter's name."""
+
+
+def plain_key(key: str) -> str:
+    """A state-dict key as the unwrapped network names it (what checkpoints hold, whatever trained them)."""
+    for segment in WRAPPER_SEGMENTS:
+        key = key.replace(segment, "")
+    return key
+
 
 def _with_persistence(names: list[str]) -> list[str]:
     return names + [f"persistence_{n}" for n in names]
@@ -61,7 +71,7 @@ class Stage:
     def predictor_state(self, module_state: dict) -> dict:
         out = {}
         for key, value in module_state.items():
-            key = key.replace("_orig_mod.", "")  # a torch.compile wrapper never leaks into a saved key
+            key = plain_key(key)  # a compile or FSDP wrapper never leaks into a loaded key
             for prefix, target in self.state:
                 if key.startswith(prefix):
                     out[target + key[len(prefix) :]] = value

@@ -34,7 +34,7 @@ class SteadyPriorModule(StageModule):
         self.model.set_normalization(datamodule.inputs, datamodule.tensors["train"][2].unsqueeze(1))
         self.mean_solution.copy_(datamodule.mean_solution)
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def step_loss(self, batch, batch_idx: int) -> torch.Tensor:
         a, f, u, params, _harmonic = batch  # (B, X) ×3, (B, P), (B, X)
         loss = relative_l2(self.model(a, f, params), u)
         check_finite(loss, self.global_step)

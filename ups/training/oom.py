@@ -1,0 +1,208 @@
+"""`hardware.oom`: what training does when a step runs out of memory.
+
+- `fail` (default): the run ends FAILED (a sweep trial's reason is `oom`).
+- `skip_batch`: the step is skipped (no parameter or optimizer-state change) and training goes on; more than
+  `MAX_CONSECUTIVE_SKIPS` skips in a row end the run.
+- `halve_batch`: the step is skipped, then the micro-batch halves and gradient accumulation doubles, so the global
+  batch (`train.batch_size`) and the optimizer steps per epoch stay as they were. An OOM at a micro-batch of 1 ends
+  the run.
+
+An OOM is recoverable in the forward pass (`training_step`) on any number of ranks, and in the backward pass of a
+single process. Under DDP each rank's OOM flag is all-reduced before the backward pass, so all ranks skip or halve
+together (a backward pass holds collectives: an OOM there is fatal). A skipped step still runs a backward pass of a
+zero loss (DDP needs every rank to reduce) and then leaves every gradient empty, so the optimizer changes nothing.
+
+`UPS_SIMULATE_OOM` drives the tests: comma-separated `above=N` (a micro-batch of more than N samples runs out of
+memory, every time), `at=K` (the K-th training batch of the process does, once; from 0), `rank=R` (only rank R).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Sampler
+
+log = logging.getLogger(__name__)
+
+SIMULATE_ENV = "UPS_SIMULATE_OOM"
+MAX_CONSECUTIVE_SKIPS = 20
+
+
+class OutOfMemory(RuntimeError):
+    """A training step ran out of memory and `hardware.oom` could not (or may not) recover."""
+
+
+def is_oom(exc: BaseException) -> bool:
+    """torch's CUDA/accelerator OOM, or the CPU allocator's."""
+    if isinstance(exc, torch.OutOfMemoryError | OutOfMemory):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+class MicroBatches(Sampler[list[int]]):
+    """Batches of `size` indices from `sampler`; `size` may shrink mid-epoch (`halve_batch`)."""
+
+    def __init__(self, sampler: Sampler[int], size: int) -> None:
+        self.sampler, self.size = sampler, size
+
+    # Lightning calls `set_epoch` on `batch_sampler.sampler` itself
+
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.size)
+
+    def __iter__(self):
+        batch: list[int] = []
+        for i in self.sampler:
+            batch.append(i)
+            if len(batch) >= self.size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+@dataclass
+class Simulation:
+    above: int | None = None
+    at: int | None = None
+    rank: int | None = None
+
+    @classmethod
+    def from_env(cls) -> Simulation | None:
+        text = os.environ.get(SIMULATE_ENV, "").strip()
+        if not text:
+            return None
+        fields = {}
+        for item in text.split(","):
+            key, _, value = item.partition("=")
+            if key.strip() not in ("above", "at", "rank") or not value.strip().isdigit():
+                raise ValueError(f"{SIMULATE_ENV}={text!r}: expected comma-separated above=N, at=K, rank=R")
+            fields[key.strip()] = int(value)
+        return cls(**fields)
+
+    def check(self, size: int, batch: int, rank: int) -> None:
+        if self.rank is not None and rank != self.rank:
+            return
+        if (self.above is not None and size > self.above) or batch == self.at:
+            raise torch.OutOfMemoryError(f"simulated out of memory ({SIMULATE_ENV}): micro-batch of {size}")
+
+
+class OOMGuard:
+    """Runs a module's training step under the policy; see the module docstring."""
+
+    def __init__(self, policy: str) -> None:
+        self.policy = policy
+        self.simulation = Simulation.from_env()
+        self.batches = 0
+        self.events = 0
+        self.consecutive = 0
+        self.skip_step = False
+        self.micro: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.policy != "fail" or self.simulation is not None
+
+    def step(self, module, batch, batch_idx: int):
+        size = len(batch[0])
+        self.micro = self.micro or size
+        stale = size > self.micro  # prefetched before the micro-batch halved
+        failed = False
+        loss = None
+        try:
+            if not stale:
+                if self.simulation is not None:
+                    self.simulation.check(size, self.batches, module.global_rank)
+                loss = module.step_loss(batch, batch_idx)
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            failed = True
+            if self.policy == "fail":
+                raise OutOfMemory(f"out of memory in the training step (hardware.oom=fail): {exc}") from exc
+        finally:
+            self.batches += 1
+        if self.policy != "fail" and module.trainer.world_size > 1:  # every rank takes the same decision
+            flags = torch.tensor([float(failed), float(stale)], device=module.device)
+            flags = module.trainer.strategy.reduce(flags, reduce_op="max")
+            failed, stale = bool(flags[0] > 0), bool(flags[1] > 0)
+        if stale and not failed:
+            return self._skip(module, None)
+        if not failed:
+            self.consecutive = 0
+            return loss
+        return self._skip(module, self._recover(module, size))
+
+    def backward_failed(self, module, exc: BaseException) -> None:
+        """An OOM in the backward pass: recoverable in one process only (under DDP it may be inside a collective)."""
+        if self.policy == "fail" or module.trainer.world_size > 1:
+            raise OutOfMemory(
+                f"out of memory in the backward pass (hardware.oom={self.policy}): {exc}"
+            ) from exc
+        self.skip_step = True
+        self._recover(module, self.micro or 1)
+
+    def _recover(self, module, size: int) -> str:
+        self.events += 1
+        if self.policy == "skip_batch":
+            self.consecutive += 1
+            if self.consecutive > MAX_CONSECUTIVE_SKIPS:
+                raise OutOfMemory(
+                    f"out of memory in {self.consecutive} training steps in a row (hardware.oom=skip_batch)"
+                )
+            log.warning(
+                "out of memory at training batch %d: step skipped (hardware.oom=skip_batch)", self.batches - 1
+            )
+            return "skipped"
+        trainer = module.trainer
+        sampler = getattr(trainer.train_dataloader, "batch_sampler", None)
+        if self.micro <= 1 or not isinstance(sampler, MicroBatches):
+            raise OutOfMemory(f"out of memory at a micro-batch of {self.micro} (hardware.oom=halve_batch)")
+        self.micro //= 2
+        sampler.size = self.micro
+        trainer.accumulate_grad_batches *= 2
+        _double_epoch(trainer)
+        log.warning(
+            "out of memory at a micro-batch of %d: micro-batch %d, gradient accumulation %d from now on "
+            "(hardware.oom=halve_batch; the global batch is kept)",
+            size,
+            self.micro,
+            trainer.accumulate_grad_batches,
+        )
+        return "halved"
+
+    def _skip(self, module, _why) -> torch.Tensor:
+        """A zero loss through every trained parameter (DDP reduces on every rank), and no optimizer change."""
+        self.skip_step = True
+        trained = [p for p in module.parameters() if p.requires_grad]
+        return sum(p.sum() for p in trained) * 0.0
+
+    def after_closure(self, module) -> None:
+        """Called between the backward pass and the optimizer step: a skipped step leaves no gradient."""
+        if self.skip_step:
+            self.skip_step = False
+            for p in module.parameters():
+                p.grad = None
+
+
+def _double_epoch(trainer) -> None:
+    """Twice the micro-batches per epoch (each half the size), so the optimizer steps per epoch stay the same.
+    Lightning (2.5–2.6) fixes the epoch's length when training starts; these are the places that hold it."""
+    from lightning.fabric.utilities.data import sized_len
+
+    fit = trainer.fit_loop
+    loader = fit._combined_loader
+    if loader is None:
+        return
+    if loader.limits is not None:  # `limit_train_batches` (train.batches_per_epoch), or the loader's length
+        loader.limits = [limit * 2 for limit in loader.limits]
+        if loader._iterator is not None:  # the running epoch's
+            loader._iterator.limits = loader.limits
+    length = sized_len(loader)
+    fit.max_batches = length if length is not None else float("inf")
+    if fit._data_fetcher is not None:
+        fit._data_fetcher.length = length
