@@ -50,3 +50,78 @@ def test_cpu_ddp2_run_tracks_once_and_evaluates_every_sample(tmp_path):
     runs = mlflow_runs(tmp_path / "home", "ddp")
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     assert len(list((tmp_path / "home" / "runs").iterdir())) == 2
+
+
+def test_the_printed_torchrun_command_runs_one_tracked_run_without_exporting_a_run_id(tmp_path):
+    """`--print-launch` prints the torchrun command; run as printed, every rank starts at once, rank 0 makes the
+    tracked run and the other rank learns its id by broadcast (UPS_RUN_ID is exported by nobody)."""
+    import shlex
+
+    spec = write_tiny_spec(tmp_path, name="trun", epochs=1)
+    env = subprocess_env(tmp_path / "home")
+    env.pop("UPS_RUN_ID", None)
+
+    def ups(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "ups.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=ROOT,
+        )
+
+    printed = ups("run", str(spec), "hardware=cpu_ddp2", "--json", "--no-progress", "--print-launch")
+    assert printed.returncode == 0, printed.stderr
+    cmd = shlex.split(printed.stdout.strip())
+    assert cmd[:3] == ["torchrun", "--standalone", "--nproc-per-node=2"], cmd
+    assert cmd[3:] == ["-m", "ups.cli", "run", str(spec), "hardware=cpu_ddp2", "--json", "--no-progress"], cmd
+    assert not (tmp_path / "home").exists() or not list((tmp_path / "home").rglob("*.db")), (
+        "printing writes nothing"
+    )
+
+    launched = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", *cmd[1:]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    reports = [json.loads(line) for line in launched.stdout.splitlines() if line.startswith("{")]
+    assert len(reports) == 1, "only rank 0 reports"
+    single = json.loads(ups("run", str(spec), "--json", "--no-progress").stdout.splitlines()[-1])
+    for name in ("test/persistence_nrmse", "test/nrmse", "test/rollout_nrmse"):
+        assert reports[0]["metrics"][name] == pytest.approx(single["metrics"][name], rel=1e-2), name
+    runs = mlflow_runs(tmp_path / "home", "trun")
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
+    assert reports[0]["run_id"] in {r.info.run_id for r in runs}
+
+
+def test_print_launch_commands_for_nodes_and_srun(tmp_path):
+    from ups.run.distributed import launch_command
+    from ups.spec.load import load_spec
+
+    spec = write_tiny_spec(tmp_path, name="pl", epochs=1)
+    multi = load_spec(spec, ["hardware=4gpu_ddp", "hardware.num_nodes=2"]).spec
+    assert launch_command(multi, "s.yaml", [], "torchrun") == (
+        "torchrun --nnodes=2 --nproc-per-node=4 --rdzv-backend=c10d --rdzv-endpoint=$MAIN_NODE:29500 "
+        "--rdzv-id=$JOB_ID -m ups.cli run s.yaml"
+    )
+    assert launch_command(multi, "s.yaml", ["train.lr=0.01"], "srun") == (
+        "srun --nodes=2 --ntasks-per-node=4 --gpus-per-node=4 python -m ups.cli run s.yaml train.lr=0.01"
+    )
+    env = subprocess_env(tmp_path / "home")
+    proc = subprocess.run(
+        [sys.executable, "-m", "ups.cli", "run", str(spec), "--print-launch", "srun", "hardware=cpu_ddp2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        proc.stdout.strip()
+        == f"srun --nodes=1 --ntasks-per-node=2 python -m ups.cli run {spec} hardware=cpu_ddp2"
+    )

@@ -142,8 +142,9 @@ def run_spec(
     import lightning.pytorch as L
     import torch
 
+    from ups.run.distributed import broadcast_from_zero, rank_zero_first, start_process_group
     from ups.spec.redact import redact_tree
-    from ups.tracking.session import base_tags, start_tracking
+    from ups.tracking.session import RUN_ID_ENV, base_tags, start_tracking
     from ups.training.stages import stage_of
     from ups.training.trainer import build_trainer
 
@@ -152,9 +153,12 @@ def run_spec(
     warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     stage = stage_of(spec)
+    launched = start_process_group(spec.hardware.accelerator)  # torchrun/srun started every rank: group first
     upstream = _upstream(resolved, stage, home, trial.upstream if trial else None)
     L.seed_everything(spec.seed, workers=True, verbose=False)
-    datamodule, data_fingerprint = _datamodule(spec, stage, home, upstream.layout if upstream else None)
+    datamodule, data_fingerprint = rank_zero_first(
+        launched, rank, lambda: _datamodule(spec, stage, home, upstream.layout if upstream else None)
+    )
     kwargs = {"upstream_state": upstream.state} if upstream else {}
     module = stage.load("module")(
         redact_tree(resolved.to_dict()),
@@ -166,9 +170,24 @@ def run_spec(
     tags = {**base_tags(resolved, data_fingerprint), **(trial.tags if trial else {})}
     if upstream is not None:
         tags["ups.upstream"] = upstream.run_id or upstream.source
-    session = start_tracking(
-        resolved, home, resume=record, rank=rank, tags=tags, wandb_group=trial.wandb_group if trial else None
-    )
+
+    def track():
+        return start_tracking(
+            resolved,
+            home,
+            resume=record,
+            rank=rank,
+            tags=tags,
+            wandb_group=trial.wandb_group if trial else None,
+        )
+
+    if launched:  # rank 0 makes the run; the others learn its id by broadcast (nobody exports UPS_RUN_ID)
+        session, run_id = broadcast_from_zero(rank, track, lambda s: s.run_id)
+        if rank != 0:
+            os.environ[RUN_ID_ENV] = run_id
+            session = track()
+    else:
+        session = track()
     try:  # from here on, the run exists: any way out marks it FINISHED, KILLED or FAILED, never left RUNNING
         if trial and trial.on_start:
             trial.on_start(session.run_id)

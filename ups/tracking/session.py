@@ -219,8 +219,9 @@ def start_tracking(
         run_id = os.environ.get(RUN_ID_ENV)
         if not run_id:
             raise RuntimeError(
-                f"rank {rank} started without {RUN_ID_ENV}: launch through `ups-exp run` (Lightning starts the "
-                f"other ranks), or export {RUN_ID_ENV} to every rank when a cluster launcher starts them"
+                f"rank {rank} started without the run's id: launch through `ups-exp run` (Lightning starts the "
+                "other ranks) or with the torchrun/srun command `ups-exp run SPEC --print-launch` prints (rank 0 "
+                "then broadcasts the run id)"
             )
         return TrackingSession(run_id=run_id, run_name=run_id, experiment=spec.name, home=home, record=None)
 
