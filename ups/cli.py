@@ -38,11 +38,45 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--from-stage", metavar="NAME", help="pipelines: train NAME and every later stage again")
+    run.add_argument(
+        "--print-launch",
+        nargs="?",
+        const="torchrun",
+        choices=("torchrun", "srun"),
+        help="print the torchrun (default) or srun command that runs this spec on its profile's devices and nodes",
+    )
     sweep = with_spec("sweep", "run an Optuna study of the spec's search space (resumable, parallel)")
     sweep.add_argument(
         "--trials", type=int, help="total finished trials the study should reach (overrides sweep.trials)"
     )
-    sweep.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    sweep.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes on this machine (or SLURM jobs, --launcher slurm)",
+    )
+    sweep.add_argument(
+        "--launcher",
+        choices=("local", "slurm"),
+        default="local",
+        help="local: workers are processes here; slurm: each worker is a SLURM job (submitit; PostgreSQL storage)",
+    )
+    sweep.add_argument(
+        "--slurm-partition", metavar="NAME", help="--launcher slurm: the partition to submit to"
+    )
+    sweep.add_argument(
+        "--slurm-timeout-min",
+        type=int,
+        default=24 * 60,
+        metavar="MIN",
+        help="--launcher slurm: each job's time limit",
+    )
+    sweep.add_argument(
+        "--slurm-cpus-per-worker",
+        type=int,
+        metavar="N",
+        help="--launcher slurm: CPUs per job (and torch threads)",
+    )
     sweep.add_argument("--storage", help="Optuna storage URL (default sqlite:///$UPS_HOME/optuna.db)")
     sweep.add_argument("--study", help="study name (default: the spec's name)")
     sweep.add_argument("--new-study", action="store_true", help="start a fresh study instead of continuing")
@@ -155,7 +189,10 @@ def main(argv: list[str] | None = None) -> int:
                 resolved = resolved.stages[-1]
         else:
             resolved = load_spec(args.spec, args.overrides)
-        if args.command in ("run", "validate", "sweep"):
+        if args.command == "run" and args.print_launch:  # printed where it is submitted: no GPU check here
+            return _print_launch(args, resolved)
+        # a SLURM sweep's trials run on the cluster's nodes, not on the machine that submits them
+        if args.command in ("run", "validate", "sweep") and getattr(args, "launcher", "local") != "slurm":
             _check_machine(resolved)
         if args.command == "validate":
             if isinstance(resolved, ResolvedPipeline):
@@ -240,6 +277,18 @@ def _check_machine(resolved) -> None:
 
     for r in resolved.stages if isinstance(resolved, ResolvedPipeline) else [resolved]:
         check_machine(r.spec, profile=r.blocks.get("hardware"), file=str(r.path))
+
+
+def _print_launch(args: argparse.Namespace, resolved) -> int:
+    from ups.run.distributed import launch_command
+    from ups.spec.errors import SpecError
+    from ups.spec.load import ResolvedPipeline
+
+    if isinstance(resolved, ResolvedPipeline):
+        raise SpecError("--print-launch takes a single-stage spec, not a pipeline", file=args.spec)
+    extra = [a for a in ("--json", "--no-progress", "--resume") if getattr(args, a[2:].replace("-", "_"))]
+    print(launch_command(resolved.spec, args.spec, [*args.overrides, *extra], args.print_launch))
+    return EXIT_OK
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -332,6 +381,7 @@ def _sync(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace, resolved) -> int:
     from ups.sweep.driver import SweepFailed, run_sweep
+    from ups.sweep.slurm import SlurmOptions
 
     try:
         result = run_sweep(
@@ -342,6 +392,12 @@ def _sweep(args: argparse.Namespace, resolved) -> int:
             study=args.study,
             new_study=args.new_study,
             worker_index=args.worker_index,
+            launcher=args.launcher,
+            slurm=SlurmOptions(
+                partition=args.slurm_partition,
+                timeout_min=args.slurm_timeout_min,
+                cpus_per_worker=args.slurm_cpus_per_worker,
+            ),
         )
     except SweepFailed as exc:
         print(f"sweep failed: {exc}", file=sys.stderr)

@@ -137,3 +137,29 @@ def test_workers_get_the_storage_url_through_their_environment_not_argv(tmp_path
     monkeypatch.setenv(driver.STORAGE_ENV, url)
     assert driver.storage_url(None, "sqlite:///configured.db", tmp_path) == url
     assert driver.storage_url("sqlite:///given.db", None, tmp_path) == "sqlite:///given.db"
+
+
+def test_workers_split_the_visible_gpus(tmp_path, monkeypatch):
+    """`--workers N` with a GPU profile: each worker sees its own `hardware.devices` GPUs (faked device list)."""
+    from ups.spec.errors import SpecError
+    from ups.sweep import driver
+
+    monkeypatch.setenv("UPS_FAKE_GPUS", "4")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5,6,7")
+    path = sweep_spec(tmp_path, name="gpus")
+    assert driver.worker_gpus(load_spec(path, ["hardware=2gpu_ddp"]), 2) == ["3,5", "6,7"]
+    assert driver.worker_gpus(load_spec(path, ["hardware=1gpu"]), 4) == ["3", "5", "6", "7"]
+    assert driver.worker_gpus(load_spec(path), 2) is None  # CPU: threads only
+    with pytest.raises(SpecError, match=r"--workers 3 with 2 GPU\(s\) per trial needs 6 GPUs; 4 are visible"):
+        driver.worker_gpus(load_spec(path, ["hardware=2gpu_ddp"]), 3)
+
+    seen = {}
+
+    class FakePopen:
+        def __init__(self, cmd, env):
+            seen["env"] = env
+
+    monkeypatch.setattr(driver.subprocess, "Popen", FakePopen)
+    resolved = load_spec(path, ["hardware=2gpu_ddp"])
+    driver._spawn_worker(resolved, "sqlite:///x.db", "gpus", target=4, index=1, threads=1, gpus="6,7")
+    assert seen["env"]["CUDA_VISIBLE_DEVICES"] == "6,7"

@@ -14,15 +14,26 @@ from ups.spec.errors import SpecError
 
 def visible_gpus() -> int:
     """GPUs this process may use. `UPS_FAKE_GPUS=N` replaces the probe (tests, dry runs of GPU profiles)."""
+    return len(visible_gpu_ids())
+
+
+def visible_gpu_ids() -> list[str]:
+    """The ids this process may put in `CUDA_VISIBLE_DEVICES`: the driver's devices, narrowed by that variable
+    (`UPS_FAKE_GPUS=N` stands for N present devices)."""
     fake = os.environ.get("UPS_FAKE_GPUS")
     if fake is not None:
-        return int(fake)
-    present = sum(1 for p in Path("/dev").glob("nvidia*") if re.fullmatch(r"nvidia\d+", p.name))
+        present = int(fake)
+    else:
+        present = sum(1 for p in Path("/dev").glob("nvidia*") if re.fullmatch(r"nvidia\d+", p.name))
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is None:
-        return present
-    listed = [d for d in visible.split(",") if d.strip() and d.strip() != "-1"]
-    return min(present, len(listed))
+        return [str(i) for i in range(present)]
+    listed = []
+    for d in (d.strip() for d in visible.split(",")):
+        if not d or d == "-1":
+            break  # CUDA stops at the first invalid entry
+        listed.append(d)
+    return listed[:present]
 
 
 def check_machine(spec, *, profile: str | None, file: str | None) -> None:

@@ -19,6 +19,8 @@ from typing import Any
 from ups.spec.errors import SpecError, did_you_mean
 from ups.spec.load import ResolvedSpec
 from ups.spec.redact import redact
+from ups.sweep.parent import best_trials, finish_parent, parent_run
+from ups.sweep.slurm import SlurmOptions, check_storage, run_slurm_workers
 from ups.tracking import workspace
 
 log = logging.getLogger(__name__)
@@ -59,13 +61,13 @@ def _check_sweepable(resolved: ResolvedSpec) -> None:
             key="search_space",
             hint=did_you_mean("", choices).replace("Choices", "Name one of"),
         )
-    if spec.hardware.devices > 1 or spec.hardware.num_nodes > 1:
+    if spec.hardware.num_nodes > 1:
         raise SpecError(
-            "sweep trials run in one process each for now",
+            "a sweep trial runs on one node (its devices there); sweep across nodes with one worker per node",
             file=str(resolved.path),
-            key="hardware",
-            got=resolved.blocks.get("hardware"),
-            hint="Use hardware: cpu or 1gpu, and --workers for parallelism.",
+            key="hardware.num_nodes",
+            got=spec.hardware.num_nodes,
+            hint="Use --launcher slurm --workers N (one worker job per node), or start `ups-exp sweep` on each node.",
         )
 
 
@@ -85,6 +87,8 @@ def run_sweep(
     study: str | None = None,
     new_study: bool = False,
     worker_index: int | None = None,
+    launcher: str = "local",
+    slurm: SlurmOptions | None = None,
 ) -> SweepResult | None:
     import optuna
 
@@ -100,32 +104,41 @@ def run_sweep(
     home = workspace.home()
     workspace.contain_environment(home)
     url = storage_url(storage, cfg.storage, home)
+    if launcher == "slurm" and worker_index is None:
+        check_storage(url)
     store = make_storage(url, cfg)
     target = trials or cfg.trials
 
     if worker_index is not None:  # a worker started by a coordinator
-        _work(resolved, store, study or resolved.spec.name, target, worker_index)
+        _work(resolved, store, study or resolved.spec.name, target, worker_index, url=url)
         return None
 
     name, _created = find_or_create_study(resolved, store, name=study, new_study=new_study)
     _queue_retries(store, name)  # before any worker starts: the retries go first, not fresh trials
-    parent_run_id = _parent_run(resolved, store, name, home)
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    procs = [_spawn_worker(resolved, url, name, target, k, threads) for k in range(1, workers)]
+    parent_run_id = parent_run(resolved, store, name, home)
     try:
-        failed = None
-        try:
-            _work(resolved, store, name, target, 0, threads=threads if workers > 1 else None)
-        except SweepFailed as exc:
-            failed = exc
-        codes = [p.wait() for p in procs]
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM to the coordinator: stop every worker
-        _stop_workers(procs)
-        _finish_parent(resolved, None, parent_run_id, home, status="KILLED")
+        if launcher == "slurm":  # every worker is a job; this process only waits
+            failed = None
+            codes = run_slurm_workers(
+                resolved,
+                url=url,
+                name=name,
+                target=target,
+                workers=workers,
+                folder=home / "sweeps" / name / "jobs",
+                options=slurm or SlurmOptions(),
+                storage_env=STORAGE_ENV,
+            )
+        else:
+            failed, codes = _run_local_workers(
+                resolved, store, url=url, name=name, target=target, workers=workers
+            )
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM to the coordinator: its workers were stopped
+        finish_parent(resolved, None, parent_run_id, home, status="KILLED")
         raise
     result_study = optuna.load_study(study_name=name, storage=store)
     counts = count_states(result_study)
-    _finish_parent(resolved, result_study, parent_run_id, home)
+    finish_parent(resolved, result_study, parent_run_id, home)
     # a worker stopped by a signal (a preempted job) re-queued its trial, and the others went on: not a failure
     if stopped := sum(1 for c in codes if c == INTERRUPTED_EXIT):
         log.warning("%d worker(s) were stopped by a signal; their trials were queued again", stopped)
@@ -146,27 +159,60 @@ def run_sweep(
     return result
 
 
-def best_trials(study) -> dict[str, Any] | list[dict[str, Any]] | None:
-    def row(t) -> dict[str, Any]:
-        return {
-            "number": t.number,
-            "value": t.values if len(t.values) > 1 else t.value,
-            "params": t.params,
-            "run_id": t.user_attrs.get("mlflow_run_id"),
-        }
+def _run_local_workers(
+    resolved: ResolvedSpec, store, *, url: str, name: str, target: int, workers: int
+) -> tuple[SweepFailed | None, list[int]]:
+    """This process is worker 0 and starts workers 1..N-1; returns worker 0's failure and the others' exit codes."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    gpus = worker_gpus(resolved, workers)
+    # this process is worker 0: it sees its own share only (set before CUDA starts; restored when the sweep ends)
+    own = {"CUDA_VISIBLE_DEVICES": gpus[0]} if gpus is not None else {}
+    procs = [
+        _spawn_worker(resolved, url, name, target, k, threads, gpus=gpus[k] if gpus else None)
+        for k in range(1, workers)
+    ]
+    try:
+        failed = None
+        try:
+            with workspace.scoped_env(**own):
+                _work(resolved, store, name, target, 0, threads=threads if workers > 1 else None, url=url)
+        except SweepFailed as exc:
+            failed = exc
+        return failed, [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        _stop_workers(procs)
+        raise
 
-    import optuna
 
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if not complete:
+def worker_gpus(resolved: ResolvedSpec, workers: int) -> list[str] | None:
+    """Each worker's `CUDA_VISIBLE_DEVICES`: disjoint slices of `hardware.devices` visible GPUs (None for CPU)."""
+    from ups.spec.machine import visible_gpu_ids
+
+    hw = resolved.spec.hardware
+    if hw.accelerator != "gpu":
         return None
-    if len(study.directions) > 1:
-        return [row(t) for t in study.best_trials]  # the Pareto front
-    return row(study.best_trial)
+    ids = visible_gpu_ids()
+    if workers * hw.devices > len(ids):
+        raise SpecError(
+            f"--workers {workers} with {hw.devices} GPU(s) per trial needs {workers * hw.devices} GPUs; "
+            f"{len(ids)} are visible",
+            file="command line",
+            key="--workers",
+            got=workers,
+            hint=f"Use --workers {max(1, len(ids) // hw.devices)}, or sweep from several machines on one storage.",
+        )
+    return [",".join(ids[k * hw.devices : (k + 1) * hw.devices]) for k in range(workers)]
 
 
 def _spawn_worker(
-    resolved: ResolvedSpec, url: str, name: str, target: int, index: int, threads: int
+    resolved: ResolvedSpec,
+    url: str,
+    name: str,
+    target: int,
+    index: int,
+    threads: int,
+    *,
+    gpus: str | None = None,
 ) -> subprocess.Popen:
     cmd = [
         sys.executable,
@@ -185,6 +231,8 @@ def _spawn_worker(
     ]
     # the storage URL may hold a password: through the environment, never argv (`ps` and W&B show argv)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), STORAGE_ENV: url}
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpus
     env.pop("UPS_RUN_ID", None)
     return subprocess.Popen(cmd, env=env)
 
@@ -205,7 +253,7 @@ def _stop_workers(procs: list[subprocess.Popen], grace: float = 20.0) -> None:
 
 
 def _work(
-    resolved: ResolvedSpec, store, name: str, target: int, index: int, threads: int | None = None
+    resolved: ResolvedSpec, store, name: str, target: int, index: int, threads: int | None = None, *, url: str
 ) -> None:
     """One worker: optimize until the study holds `target` finished (or in-flight) trials."""
     import torch
@@ -214,12 +262,12 @@ def _work(
     if threads is not None and not resolved.spec.hardware.num_threads:  # the spec's own setting wins
         torch.set_num_threads(threads)
     try:
-        _optimize(resolved, store, name, target, index)
+        _optimize(resolved, store, name, target, index, url)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _optimize(resolved: ResolvedSpec, store, name: str, target: int, index: int) -> None:
+def _optimize(resolved: ResolvedSpec, store, name: str, target: int, index: int, url: str) -> None:
     import optuna
 
     from ups.sweep.objective import Objective
@@ -274,7 +322,7 @@ def _optimize(resolved: ResolvedSpec, store, name: str, target: int, index: int)
             s.stop()
 
     objective = Objective(
-        resolved, study_name=name, parent_run_id=study.user_attrs.get("mlflow_parent_run_id")
+        resolved, study_name=name, parent_run_id=study.user_attrs.get("mlflow_parent_run_id"), storage=url
     )
     while True:
         # a dead worker's RUNNING trial: FAIL at once when it ran on this machine (its pid is gone), else when its
@@ -319,66 +367,3 @@ def _any_running_here(study) -> bool:
         t.state.name == "RUNNING" and str(t.user_attrs.get("worker", "")).rpartition(":")[0] == host
         for t in study.get_trials(deepcopy=False)
     )
-
-
-def _parent_run(resolved: ResolvedSpec, store, name: str, home) -> str | None:
-    """The study's MLflow parent run (made once; its id lives in the study's user attributes)."""
-    import optuna
-
-    spec = resolved.spec
-    if not spec.tracking.mlflow.enabled:
-        return None
-
-    from ups.tracking.session import connect, ensure_experiment, flat_params, mlflow_uri
-
-    study = optuna.load_study(study_name=name, storage=store)
-    uri = mlflow_uri(spec, home)
-    client = connect(uri)
-    run_id = study.user_attrs.get("mlflow_parent_run_id")
-    if run_id is None:
-        exp_id = ensure_experiment(client, spec.name, uri, home)
-        run = client.create_run(
-            exp_id, run_name=f"sweep-{name}", tags={"ups.study": name, "ups.role": "sweep"}
-        )
-        mine = run.info.run_id
-        # coordinators started at the same instant (other machines) each made one: the earliest wins, the others
-        # delete theirs, so the study has one parent run
-        time.sleep(1.0)
-        found = client.search_runs(
-            [exp_id], filter_string=f"tags.`ups.study` = '{name}' and tags.`ups.role` = 'sweep'"
-        )
-        run_id = min(found, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id if found else mine
-        if run_id != mine:
-            client.delete_run(mine)
-            log.info("joined the sweep's parent run %s (another coordinator made it)", run_id)
-        else:
-            from mlflow.entities import Param
-
-            client.log_batch(run_id, params=[Param(k, v) for k, v in flat_params(resolved).items()])
-        study.set_user_attr("mlflow_parent_run_id", run_id)
-    else:
-        client.update_run(run_id, status="RUNNING")
-    return run_id
-
-
-def _finish_parent(resolved: ResolvedSpec, study, run_id: str | None, home, status: str = "FINISHED") -> None:
-    if run_id is None:
-        return
-    from mlflow.tracking import MlflowClient
-
-    from ups.sweep.plots import save_study_plots
-    from ups.tracking.session import mlflow_metric_name, mlflow_uri
-
-    client = MlflowClient(tracking_uri=mlflow_uri(resolved.spec, home))
-    if study is None:  # interrupted: the next sweep of this study reopens it
-        client.set_terminated(run_id, status=status)
-        return
-    folder = home / "sweeps" / study.study_name
-    folder.mkdir(parents=True, exist_ok=True)
-    for path in save_study_plots(study, folder):
-        client.log_artifact(run_id, str(path))
-    best = best_trials(study)
-    if isinstance(best, dict) and isinstance(best["value"], float):
-        client.log_metric(run_id, mlflow_metric_name(f"best/{resolved.spec.sweep.metric}"), best["value"])
-        client.set_tag(run_id, "ups.best_trial", str(best["number"]))
-    client.set_terminated(run_id, status="FINISHED")

@@ -8,7 +8,6 @@ import socket
 
 import lightning.pytorch as L
 import optuna
-from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 
 from ups.spec.errors import SpecError
 from ups.spec.load import ResolvedSpec, flatten_tree, with_values
@@ -21,30 +20,77 @@ from ups.training.stage_module import NonFiniteLossError, NonFiniteMetricError
 log = logging.getLogger(__name__)
 
 
-class PanelPruningCallback(L.Callback):
-    """For the Wilcoxon pruner: the steps are the members of the (fixed) validation panel, not epochs.
+class Pruning(L.Callback):
+    """Report each validation to the trial and stop when the pruner says so, on every rank at once.
 
-    After each validation, trajectory i's rollout nRMSE is reported at step `epoch * panel + i`, so the pruner's
-    paired test compares this trial with the best one member by member, at the same epochs.
+    Only rank 0 holds the trial (it alone talks to Optuna); its decision is broadcast, so all ranks stop together.
+    With `panel` (the Wilcoxon pruner) the steps are the members of the fixed validation panel, not epochs: after each
+    validation, trajectory i's error is reported at step `epoch * panel + i`, so the pruner's paired test compares this
+    trial with the best one member by member, at the same epochs.
     """
 
-    def __init__(self, trial: optuna.Trial, metric: str) -> None:
-        self.trial, self.metric = trial, metric
+    def __init__(self, trial: optuna.Trial | None, metric: str, *, panel: bool = False) -> None:
+        self.trial, self.metric, self.panel = trial, metric, panel
 
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking or "val" not in module.last_eval:
             return
-        values = per_sample_metric(module.last_eval["val"]["per_sample"], self.metric)
-        base = trainer.current_epoch * len(values)
-        for i, v in enumerate(values.tolist()):
-            self.trial.report(float(v), step=base + i)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned by the Wilcoxon test after epoch {trainer.current_epoch}")
+        prune = self.trial is not None and self._report(trainer, module)
+        if trainer.world_size > 1:
+            prune = trainer.strategy.broadcast(prune, src=0)
+        if prune:
+            raise optuna.TrialPruned(f"pruned after epoch {trainer.current_epoch}")
+
+    def _report(self, trainer: L.Trainer, module: L.LightningModule) -> bool:
+        epoch = trainer.current_epoch
+        if self.panel:
+            values = per_sample_metric(module.last_eval["val"]["per_sample"], self.metric).tolist()
+            for i, v in enumerate(values):
+                self.trial.report(float(v), step=epoch * len(values) + i)
+        else:
+            value = trainer.callback_metrics.get(self.metric)
+            if value is None:
+                log.warning("sweep.metric %s was not logged at epoch %d: not reported", self.metric, epoch)
+                return False
+            self.trial.report(float(value), step=epoch)
+        return self.trial.should_prune()
+
+
+def pruning_callbacks(trial: optuna.Trial | None, cfg) -> list[L.Callback]:
+    """The trial's pruning callback (none for multi-objective studies or `pruner: none`)."""
+    if cfg.objectives or cfg.pruner == "none":
+        return []
+    return [Pruning(trial, cfg.metric, panel=cfg.pruner == "wilcoxon")]
+
+
+def known_reason(exc: BaseException) -> str | None:
+    """The reason a trial records for failures it understands (`nan`, `oom`, a diverging rollout), else None."""
+    from ups.sweep.launch import LaunchedTrialFailed
+    from ups.training.oom import is_oom
+
+    if isinstance(exc, NonFiniteLossError):
+        return "nan"
+    if is_oom(exc):
+        return "oom"
+    if isinstance(exc, LaunchedTrialFailed):
+        return exc.reason
+    if isinstance(exc, NonFiniteMetricError):  # the MLflow run says why too (ups.fail_reason)
+        return str(exc)
+    return None
 
 
 class Objective:
-    def __init__(self, resolved: ResolvedSpec, *, study_name: str, parent_run_id: str | None) -> None:
+    def __init__(
+        self,
+        resolved: ResolvedSpec,
+        *,
+        study_name: str,
+        parent_run_id: str | None,
+        storage: str | None = None,
+    ) -> None:
         self.resolved = resolved
+        self.storage = storage
+        """The study's storage URL: a multi-device trial's rank 0 opens it (through its environment)."""
         self.study_name = study_name
         self.parent_run_id = parent_run_id
         self.base = flatten_tree(resolved.to_dict())
@@ -63,9 +109,11 @@ class Objective:
             trial.study.enqueue_trial(trial.params, user_attrs={"ups.retry_of": trial.number})
             self._tag(trial, "INTERRUPTED")
             raise KeyboardInterrupt from exc  # not an Exception: study.optimize stops instead of going on
-        except (optuna.TrialPruned, NonFiniteLossError, NonFiniteMetricError):
+        except optuna.TrialPruned:
             raise
         except Exception as exc:
+            if getattr(exc, "ups_recorded", False):  # its reason is already recorded
+                raise
             reason = redact(f"{exc.__class__.__name__}: {exc}")  # a connection error may quote a URL
             trial.set_user_attr("fail_reason", reason[:500])
             log.warning("trial %d failed: %s", trial.number, reason)
@@ -82,12 +130,7 @@ class Objective:
             spec = with_values(self.resolved, params)  # frozen: a spec file edited mid-sweep changes nothing
         except SpecError as exc:
             raise SpecError(f"invalid trial spec: {exc}") from None
-        callbacks: list = []
-        if not cfg.objectives and cfg.pruner != "none":
-            if cfg.pruner == "wilcoxon":
-                callbacks.append(PanelPruningCallback(trial, cfg.metric))
-            else:
-                callbacks.append(PyTorchLightningPruningCallback(trial, monitor=cfg.metric))
+        callbacks = pruning_callbacks(trial, cfg)
         tags = {"ups.study": self.study_name, "ups.trial": str(trial.number)}
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
@@ -106,30 +149,37 @@ class Objective:
             test=False,
         )
         try:
-            result = run_spec(spec, progress_bar=False, trial=hooks)
+            if spec.spec.hardware.devices > 1:  # its own launcher: Lightning's would re-execute the sweep
+                from ups.sweep.launch import run_launched
+                from ups.tracking.workspace import home
+
+                out = home() / "sweeps" / self.study_name / "trials" / str(trial.number)
+                values = run_launched(
+                    trial, spec, study=self.study_name, storage=self.storage, tags=tags, out=out
+                )
+            else:
+                result = run_spec(spec, progress_bar=False, trial=hooks)
+                values = {**result.metrics, **result.extras}
         except optuna.TrialPruned:
             self._tag(trial, "PRUNED")
             raise
-        except NonFiniteLossError as exc:
-            trial.set_user_attr("fail_reason", "nan")
-            log.warning("trial %d failed: %s", trial.number, exc)
+        except Exception as exc:
+            reason = known_reason(exc)
+            if reason is None:
+                raise
+            trial.set_user_attr("fail_reason", reason)  # `nan` and `oom` are never retried
+            log.warning("trial %d failed: %s", trial.number, reason)
             self._tag(trial, "FAIL")
-            raise
-        except (
-            NonFiniteMetricError
-        ) as exc:  # a diverging rollout: the MLflow run says why too (ups.fail_reason)
-            trial.set_user_attr("fail_reason", str(exc))
-            log.warning("trial %d failed: %s", trial.number, exc)
-            self._tag(trial, "FAIL")
+            exc.ups_recorded = True
             raise
         self._tag(trial, "COMPLETE")
-        values = {**result.metrics, **result.extras}
         if cfg.objectives:
             return tuple(float(values[name]) for name in cfg.objectives)
         return float(values[cfg.metric])
 
     def _tag(self, trial: optuna.Trial, state: str) -> None:
-        run_id = trial.user_attrs.get("mlflow_run_id")
+        # from the storage: a launched trial's rank 0 (another process) recorded the run id
+        run_id = trial.storage.get_trial_user_attrs(trial._trial_id).get("mlflow_run_id")
         if not run_id or not self.resolved.spec.tracking.mlflow.enabled:
             return
         from mlflow.tracking import MlflowClient

@@ -15,7 +15,8 @@ def study_status(
 ) -> dict[str, Any]:
     import optuna
 
-    from ups.sweep.driver import best_trials, storage_url
+    from ups.sweep.driver import storage_url
+    from ups.sweep.parent import best_trials
     from ups.sweep.study import make_storage, outcome
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -21,6 +22,22 @@ def default_mlflow_uri(home_dir: Path) -> str:
 
 
 _SET_BY_US: dict[str, str] = {}
+
+
+@contextlib.contextmanager
+def scoped_env(**values: str):
+    """Set environment variables for the duration of a block (what child processes started in it inherit), then
+    restore them: a library call leaves the caller's environment as it was."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def contain_environment(home_dir: Path) -> None:
