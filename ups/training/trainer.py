@@ -24,6 +24,21 @@ def checkpoint_callback(spec: Spec, run_dir: Path) -> ModelCheckpoint:
     )
 
 
+def strategy_for(hw):
+    """The profile's strategy. FSDP shards each processor block as its own unit (the encoder, conditioning and
+    decoder form the root unit) and saves full, unsharded state dicts, so a checkpoint trained on 4 GPUs loads into
+    one device's model for promote, eval and export."""
+    if hw.strategy != "fsdp":
+        return hw.strategy
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    from ups.models.operator import ProcessorBlock
+
+    return FSDPStrategy(
+        auto_wrap_policy={ProcessorBlock}, state_dict_type="full", sharding_strategy="FULL_SHARD"
+    )
+
+
 def build_trainer(
     spec: Spec,
     *,
@@ -55,7 +70,7 @@ def build_trainer(
         accelerator=hw.accelerator,
         devices=hw.devices,
         num_nodes=hw.num_nodes,
-        strategy=hw.strategy,
+        strategy=strategy_for(hw),
         precision=hw.precision,
         max_epochs=t.max_epochs,
         limit_train_batches=t.batches_per_epoch,
