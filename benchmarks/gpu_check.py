@@ -60,18 +60,29 @@ def _model_and_step(device: torch.device, args, *, bf16: bool, compiled: bool, d
     model = LatentOperator(cfg, num_fields=1, num_params=1).to(device)
     if compiled:
         compile_guarded(model)
-    net = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
+    loss_cfg = LossConfig()
+
+    class Loss(
+        torch.nn.Module
+    ):  # DDP syncs gradients of what runs through its forward (Lightning does the same)
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, window, params, dt):
+            return operator_loss(self.model, window, params, dt, loss_cfg)["loss"]
+
+    net = torch.nn.parallel.DistributedDataParallel(Loss()) if ddp else Loss()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     window = torch.randn(args.batch, args.unroll + 1, 1, args.points, device=device)
     params = torch.rand(args.batch, 1, device=device)
     dt = torch.full((args.batch,), 0.05, device=device)
-    loss_cfg = LossConfig()
     kind = "cuda" if device.type == "cuda" else "cpu"
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
         with torch.autocast(kind, dtype=torch.bfloat16, enabled=bf16):
-            loss = operator_loss(net, window, params, dt, loss_cfg)["loss"]
+            loss = net(window, params, dt)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -208,6 +219,8 @@ def _passthrough(args) -> list[str]:
 
 def _tail(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if "Error" in line and "elastic" not in line]
+    lines = errors[:1] or lines
     return " | ".join(lines[-3:])[-400:]
 
 
