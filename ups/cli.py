@@ -14,126 +14,6 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_SPEC, EXIT_REJECTED, EXIT_INTERRUPTED = 0, 1, 2, 
 log = logging.getLogger("ups")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ups-exp",
-        description="Declarative experiments for neural PDE surrogates: one YAML spec → trained, tracked models.",
-    )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def with_spec(name: str, help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_)
-        p.add_argument("spec", metavar="SPEC", help="path to a spec YAML file (e.g. specs/burgers.yaml)")
-        p.add_argument(
-            "overrides", nargs="*", metavar="key=value", help="override spec keys, e.g. train.lr=3e-4"
-        )
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        return p
-
-    run = with_spec("run", "train one run of a spec (tracked in MLflow and W&B)")
-    run.add_argument(
-        "--resume", action="store_true", help="continue the latest unfinished run of the same resolved spec"
-    )
-    run.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument("--from-stage", metavar="NAME", help="pipelines: train NAME and every later stage again")
-    run.add_argument(
-        "--print-launch",
-        nargs="?",
-        const="torchrun",
-        choices=("torchrun", "srun"),
-        help="print the torchrun (default) or srun command that runs this spec on its profile's devices and nodes",
-    )
-    sweep = with_spec("sweep", "run an Optuna study of the spec's search space (resumable, parallel)")
-    sweep.add_argument(
-        "--trials", type=int, help="total finished trials the study should reach (overrides sweep.trials)"
-    )
-    sweep.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="worker processes on this machine (or SLURM jobs, --launcher slurm)",
-    )
-    sweep.add_argument(
-        "--launcher",
-        choices=("local", "slurm"),
-        default="local",
-        help="local: workers are processes here; slurm: each worker is a SLURM job (submitit; PostgreSQL storage)",
-    )
-    sweep.add_argument(
-        "--slurm-partition", metavar="NAME", help="--launcher slurm: the partition to submit to"
-    )
-    sweep.add_argument(
-        "--slurm-timeout-min",
-        type=int,
-        default=24 * 60,
-        metavar="MIN",
-        help="--launcher slurm: each job's time limit",
-    )
-    sweep.add_argument(
-        "--slurm-cpus-per-worker",
-        type=int,
-        metavar="N",
-        help="--launcher slurm: CPUs per job (and torch threads)",
-    )
-    sweep.add_argument("--storage", help="Optuna storage URL (default sqlite:///$UPS_HOME/optuna.db)")
-    sweep.add_argument("--study", help="study name (default: the spec's name)")
-    sweep.add_argument("--new-study", action="store_true", help="start a fresh study instead of continuing")
-    sweep.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
-    sweep.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
-    status = with_spec("status", "show the spec's study: trials, states, values, best")
-    status.add_argument("--storage", help="Optuna storage URL")
-    status.add_argument("--study", help="study name")
-    status.add_argument("--json", action="store_true", help="print the status as JSON")
-    promote = with_spec("promote", "register the best run in the MLflow Model Registry behind evidence gates")
-    promote.add_argument("--study", help="choose among this study's trials (default: the spec's study)")
-    promote.add_argument("--run", help="promote this MLflow run instead of a study's best trial")
-    promote.add_argument("--storage", help="the study's Optuna storage URL (as for sweep and status)")
-    promote.add_argument("--alias", default="champion", help="alias to move (default: champion)")
-    promote.add_argument("--dry-run", action="store_true", help="report the decision, change nothing")
-    promote.add_argument(
-        "--json", action="store_true", help="print a JSON summary as the last line of stdout"
-    )
-    evaluate = with_spec("eval", "score a registered model on the spec's test split, next to persistence")
-    evaluate.add_argument("--model", required=True, help="models:/NAME@ALIAS or models:/NAME/VERSION")
-    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    export = sub.add_parser(
-        "export",
-        help="write a trained predictor as plain PyTorch: weights.npz (no pickle) + config.json",
-        description="Write a run's, a checkpoint's or a registered model's predictor for plain PyTorch: "
-        "weights.npz (a state_dict, no pickle) and config.json (architecture, lineage, layout). "
-        "Load it with ups.loading.from_export(DIR).predictor().",
-    )
-    export.add_argument(
-        "source", metavar="SOURCE", help="RUN_ID, models:/NAME@ALIAS, models:/NAME/VERSION or a .ckpt"
-    )
-    export.add_argument("--out", required=True, metavar="DIR", help="folder to write (created if missing)")
-    export.add_argument(
-        "--tracking-uri", help="MLflow store (default $MLFLOW_TRACKING_URI, then $UPS_HOME's)"
-    )
-    export.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
-    export.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    sync = sub.add_parser(
-        "sync",
-        help="re-send what a tracking outage spooled (MLflow); sync offline W&B runs when a key is set",
-        description="Re-send the MLflow items that runs spooled while the tracking server was unreachable "
-        "(runs/<id>/spool.jsonl), in order and only once; then `wandb sync` the offline W&B runs when "
-        "WANDB_API_KEY is set. Without RUN_IDs: every run of the workspace with something to send.",
-    )
-    sync.add_argument(
-        "runs", nargs="*", metavar="RUN_ID", help="runs to sync (default: all with pending items)"
-    )
-    sync.add_argument("--tracking-uri", help="MLflow store (default $MLFLOW_TRACKING_URI, then $UPS_HOME's)")
-    sync.add_argument(
-        "--wandb-timeout", type=float, default=600.0, help="seconds allowed per W&B run upload (default 600)"
-    )
-    sync.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    with_spec("validate", "check a spec (and its overrides) without running anything")
-    with_spec("show", "print the fully resolved spec as YAML")
-    return parser
-
-
 def _configure_logging(debug: bool) -> None:
     import os
 
@@ -152,7 +32,9 @@ def _raise_interrupt(signum, frame):  # SIGTERM outside training behaves like Ct
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    from ups.cli_parser import build_parser
+
+    parser = build_parser()
     # overrides may come after flags (`run SPEC --json train.lr=1e-3`): argparse leaves those as extras
     args, extra = parser.parse_known_args(argv)
     unknown = [a for a in extra if a.startswith("-") or "=" not in a]

@@ -20,6 +20,17 @@ TIMEOUT_ENV = "UPS_DIST_TIMEOUT_S"
 """Seconds a collective may wait for a rank (default 1800: data generation on rank 0 runs inside one)."""
 
 
+def global_rank(devices: int) -> int:
+    """This process's rank before torch.distributed exists (Lightning's launcher, torchrun or SLURM set these)."""
+    env = os.environ
+    if "RANK" in env:
+        return int(env["RANK"])
+    if "SLURM_PROCID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
+        return int(env["SLURM_PROCID"])
+    node = int(env.get("NODE_RANK", env.get("GROUP_RANK", "0")))
+    return node * devices + int(env.get("LOCAL_RANK", "0"))
+
+
 def cluster_environment():
     """Lightning's environment for torchrun or srun when they started this process (else None)."""
     from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ups.run.distributed import global_rank
 from ups.spec.errors import SpecError
 from ups.spec.load import ResolvedSpec
 from ups.tracking import workspace
@@ -73,17 +74,6 @@ class RunResult:
             "stopped_by": self.stopped_by,
             "unsent": self.unsent,
         }
-
-
-def global_rank(devices: int) -> int:
-    """This process's rank before torch.distributed exists (Lightning's launcher, torchrun or SLURM set these)."""
-    env = os.environ
-    if "RANK" in env:
-        return int(env["RANK"])
-    if "SLURM_PROCID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
-        return int(env["SLURM_PROCID"])
-    node = int(env.get("NODE_RANK", env.get("GROUP_RANK", "0")))
-    return node * devices + int(env.get("LOCAL_RANK", "0"))
 
 
 class SigtermGuard:
