@@ -49,8 +49,8 @@ def test_cpu_ddp2_sweep_prunes_with_postgres(workspace, tmp_path):
 
 
 def test_a_failing_rank_fails_the_trial_with_its_reason_and_no_retry(workspace, tmp_path, monkeypatch):
-    """Rank 1 alone runs out of memory (hardware.oom=fail): rank 0 loses its peer mid-step; torchrun stops both, and
-    the trial is FAILED with reason `oom` (rank 1's), within a bounded time, and not queued again."""
+    """Rank 1 alone runs out of memory (hardware.oom=fail): both ranks stop with the OOM, and the trial is FAILED with
+    reason `oom`, within a bounded time, and not queued again."""
     monkeypatch.setenv("UPS_SIMULATE_OOM", "at=1,rank=1")
     spec = _ddp_sweep(tmp_path, "ddpfail", pruner="none")
     started = time.monotonic()

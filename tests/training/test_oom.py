@@ -113,3 +113,18 @@ def test_cpu_ddp2_ranks_take_the_same_decision(tmp_path, policy, simulate, says)
     result = json.loads(proc.stdout.splitlines()[-1])
     assert result["steps"] == result["planned_steps"]
     assert result["metrics"]["test/rollout_nrmse"] < result["metrics"]["test/persistence_rollout_nrmse"]
+
+
+def test_cpu_ddp2_fail_policy_records_the_oom_not_a_lost_peer(tmp_path):
+    """Only rank 1 runs out of memory with `fail`: every rank stops with the reason, and rank 0 records it."""
+    spec = write_tiny_spec(tmp_path, name="oomfail")
+    env = subprocess_env(tmp_path / "home", UPS_SIMULATE_OOM="at=2,rank=1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "ups.cli", "run", str(spec), "hardware=cpu_ddp2", "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "out of memory in the training step on another rank (hardware.oom=fail)" in proc.stderr
+    (run,) = mlflow_runs(tmp_path / "home", "oomfail")
+    assert run.info.status == "FAILED"
+    assert "out of memory" in run.data.tags["ups.fail_reason"], run.data.tags["ups.fail_reason"]

@@ -8,9 +8,11 @@
   the run.
 
 An OOM is recoverable in the forward pass (`training_step`) on any number of ranks, and in the backward pass of a
-single process. Under DDP each rank's OOM flag is all-reduced before the backward pass, so all ranks skip or halve
-together (a backward pass holds collectives: an OOM there is fatal). A skipped step still runs a backward pass of a
-zero loss (DDP needs every rank to reduce) and then leaves every gradient empty, so the optimizer changes nothing.
+single process. Under DDP each rank's OOM flag is all-reduced before the backward pass (one 2-float all-reduce per
+training batch, whatever the policy), so all ranks skip, halve or fail together (with `fail`, every rank stops with
+the reason `out of memory`, not with a lost peer). A backward pass holds collectives: an OOM there is fatal under
+DDP. A skipped step still runs a backward pass of a zero loss (DDP needs every rank to reduce) and then leaves every
+gradient empty, so the optimizer changes nothing.
 
 `UPS_SIMULATE_OOM` drives the tests: comma-separated `above=N` (a micro-batch of more than N samples runs out of
 memory, every time), `at=K` (the K-th training batch of the process does, once; from 0), `rank=R` (only rank R).
@@ -122,14 +124,18 @@ class OOMGuard:
             if not is_oom(exc):
                 raise
             failed = True
-            if self.policy == "fail":
+            if self.policy == "fail" and module.trainer.world_size == 1:
                 raise OutOfMemory(f"out of memory in the training step (hardware.oom=fail): {exc}") from exc
         finally:
             self.batches += 1
-        if self.policy != "fail" and module.trainer.world_size > 1:  # every rank takes the same decision
+        mine = failed
+        if module.trainer.world_size > 1:  # every rank takes the same decision, `fail` included
             flags = torch.tensor([float(failed), float(stale)], device=module.device)
             flags = module.trainer.strategy.reduce(flags, reduce_op="max")
             failed, stale = bool(flags[0] > 0), bool(flags[1] > 0)
+        if failed and self.policy == "fail":  # every rank stops with the reason, not with a lost peer
+            where = f"rank {module.global_rank}" if mine else "another rank"
+            raise OutOfMemory(f"out of memory in the training step on {where} (hardware.oom=fail)")
         if stale and not failed:
             return self._skip(module, None)
         if not failed:

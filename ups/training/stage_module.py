@@ -85,7 +85,9 @@ class StageModule(L.LightningModule):
         raise AssertionError(f"{type(self).__name__} must define step_loss()")
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        if not self.oom.active:
+        if (
+            not self.oom.active and self.trainer.world_size == 1
+        ):  # under DDP even `fail` is agreed by all ranks
             return self.step_loss(batch, batch_idx)
         return self.oom.step(self, batch, batch_idx)
 
