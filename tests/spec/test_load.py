@@ -68,6 +68,11 @@ def test_show_yaml_is_loadable_and_redacted(tmp_path):
         (["train.lr=abc"], "command line: train.lr: wrong type, expected a float; got 'abc'."),
         (["train.lr=0"], "command line: train.lr: must be > 0; got 0."),
         (["train.max_epochs=0"], "command line: train.max_epochs: must be >= 1; got 0."),
+        (
+            ["train.max_epochs=2", "train.val_every_n_epochs=3"],
+            "command line: train.val_every_n_epochs: must be <= train.max_epochs (2): the run would never validate, "
+            "so no checkpoint is chosen; got 3.",
+        ),
         (["train.batch_size=0"], "command line: train.batch_size: must be >= 1; got 0."),
         (["eval.horizon=0"], "command line: eval.horizon: must be >= 1; got 0."),
         (
