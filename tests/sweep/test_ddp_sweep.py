@@ -18,7 +18,8 @@ def _ddp_sweep(tmp_path, name: str, **kw):
     return sweep_spec(tmp_path, name=name, trials=2, epochs=3, tracking="local", sampler="random", **kw)
 
 
-def _prunes_both(workspace, spec, storage: str, name: str) -> None:
+def _prunes_both(workspace, spec, storage: str, name: str) -> int:
+    """Checks the sweep pruned both trials on every rank; returns how many trials were pruned."""
     started = time.monotonic()
     result = run_sweep(load_spec(spec, ["hardware=cpu_ddp2", "sweep.threshold=0.01"]), storage=storage)
     assert time.monotonic() - started < 300  # never hangs
@@ -34,18 +35,19 @@ def _prunes_both(workspace, spec, storage: str, name: str) -> None:
     assert len(trials) == 2, "one tracked run per trial (rank 0's), not one per rank"
     assert {r.info.run_id for r in trials} == {t.user_attrs["mlflow_run_id"] for t in study.trials}
     assert all(r.info.status == "KILLED" and r.data.tags["ups.trial_state"] == "PRUNED" for r in trials)
+    return result.trials["pruned"]
 
 
 def test_cpu_ddp2_sweep_prunes_on_every_rank(workspace, tmp_path):
     spec = _ddp_sweep(tmp_path, "ddpsweep", pruner="threshold")
-    _prunes_both(workspace, spec, f"sqlite:///{workspace / 'optuna.db'}", "ddpsweep")
+    assert _prunes_both(workspace, spec, f"sqlite:///{workspace / 'optuna.db'}", "ddpsweep") == 2
 
 
 @pytest.mark.postgres
 def test_cpu_ddp2_sweep_prunes_with_postgres(workspace, tmp_path):
     url = postgres_url()
     name = f"ddppg{uuid.uuid4().hex[:8]}"
-    _prunes_both(workspace, _ddp_sweep(tmp_path, name, pruner="threshold"), url, name)
+    assert _prunes_both(workspace, _ddp_sweep(tmp_path, name, pruner="threshold"), url, name) == 2
 
 
 def test_a_failing_rank_fails_the_trial_with_its_reason_and_no_retry(workspace, tmp_path, monkeypatch):

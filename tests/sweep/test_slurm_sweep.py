@@ -40,7 +40,8 @@ def _jobs_sweep(workspace, tmp_path, monkeypatch, name: str, storage: str):
 
 
 def test_slurm_launcher_local_executor_completes_trials_on_one_study(workspace, tmp_path, monkeypatch):
-    _jobs_sweep(workspace, tmp_path, monkeypatch, "slurmlocal", f"sqlite:///{workspace / 'optuna.db'}")
+    jobs = _jobs_sweep(workspace, tmp_path, monkeypatch, "slurmlocal", f"sqlite:///{workspace / 'optuna.db'}")
+    assert jobs == workspace / "sweeps" / "slurmlocal" / "jobs"
 
 
 @pytest.mark.postgres

@@ -285,16 +285,10 @@ def check_spec(spec: Spec, source: Source) -> None:
         t.accumulate_grad_batches,
     )
     _require(t.save_top_k >= 1, source, "train.save_top_k", "must be >= 1", t.save_top_k)
-    _require(
-        t.val_every_n_epochs >= 1, source, "train.val_every_n_epochs", "must be >= 1", t.val_every_n_epochs
-    )
-    _require(
-        t.val_every_n_epochs <= t.max_epochs,
-        source,
-        "train.val_every_n_epochs",
-        f"must be <= train.max_epochs ({t.max_epochs}): the run would never validate, so no checkpoint is chosen",
-        t.val_every_n_epochs,
-    )
+    v = t.val_every_n_epochs
+    _require(v >= 1, source, "train.val_every_n_epochs", "must be >= 1", v)
+    never = f"must be <= train.max_epochs ({t.max_epochs}): the run would never validate, so no checkpoint is chosen"
+    _require(v <= t.max_epochs, source, "train.val_every_n_epochs", never, v)
     _require(t.log_every_n_steps >= 1, source, "train.log_every_n_steps", "must be >= 1", t.log_every_n_steps)
     if t.grad_clip is not None:
         _require(t.grad_clip > 0, source, "train.grad_clip", "must be > 0 (or null to disable)", t.grad_clip)

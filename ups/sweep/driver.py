@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ups.spec.errors import SpecError, did_you_mean
@@ -214,14 +215,28 @@ def _spawn_worker(
     *,
     gpus: str | None = None,
 ) -> subprocess.Popen:
-    cmd = [
+    cmd = worker_argv(resolved, name, target, index, threads)
+    # the storage URL may hold a password: through the environment, never argv (`ps` and W&B show argv)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), STORAGE_ENV: url}
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpus
+    env.pop("UPS_RUN_ID", None)
+    return subprocess.Popen(cmd, env=env)
+
+
+def worker_argv(resolved: ResolvedSpec, name: str, target: int, index: int, threads: int | None) -> list[str]:
+    """The command of worker `index` (a local process or a SLURM job); the storage URL is never in it."""
+    pinned = (
+        [] if resolved.spec.hardware.num_threads or threads is None else [f"hardware.num_threads={threads}"]
+    )
+    return [
         sys.executable,
         "-m",
         "ups.cli",
         "sweep",
-        str(resolved.path),
+        str(Path(resolved.path).resolve()),
         *resolved.overrides,
-        *([] if resolved.spec.hardware.num_threads else [f"hardware.num_threads={threads}"]),
+        *pinned,
         "--study",
         name,
         "--trials",
@@ -229,12 +244,6 @@ def _spawn_worker(
         "--worker-index",
         str(index),
     ]
-    # the storage URL may hold a password: through the environment, never argv (`ps` and W&B show argv)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), STORAGE_ENV: url}
-    if gpus is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpus
-    env.pop("UPS_RUN_ID", None)
-    return subprocess.Popen(cmd, env=env)
 
 
 def _stop_workers(procs: list[subprocess.Popen], grace: float = 20.0) -> None:

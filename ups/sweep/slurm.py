@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,27 +70,6 @@ def check_storage(url: str) -> None:
     )
 
 
-def worker_argv(resolved: ResolvedSpec, name: str, target: int, index: int, threads: int | None) -> list[str]:
-    pinned = (
-        [] if resolved.spec.hardware.num_threads or threads is None else [f"hardware.num_threads={threads}"]
-    )
-    return [
-        sys.executable,
-        "-m",
-        "ups.cli",
-        "sweep",
-        str(Path(resolved.path).resolve()),
-        *resolved.overrides,
-        *pinned,
-        "--study",
-        name,
-        "--trials",
-        str(target),
-        "--worker-index",
-        str(index),
-    ]
-
-
 def run_slurm_workers(
     resolved: ResolvedSpec,
     *,
@@ -110,6 +88,8 @@ def run_slurm_workers(
         raise SpecError(
             "--launcher slurm needs submitit", file="command line", hint="pip install 'submitit>=1.5'"
         ) from None
+
+    from ups.sweep.driver import worker_argv
 
     hw = resolved.spec.hardware
     kind = cluster()
