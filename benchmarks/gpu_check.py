@@ -160,7 +160,10 @@ def ddp(args, gpus: int) -> dict:
         "--ddp-worker",
         *_passthrough(args),
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.arm_timeout, cwd=ROOT)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.arm_timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"arm": f"ddp x{gpus}", "error": f"timed out after {args.arm_timeout} s"}
     for line in done.stdout.splitlines():
         if line.startswith("DDP_ROW "):
             row = json.loads(line[len("DDP_ROW ") :])

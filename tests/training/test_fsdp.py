@@ -84,3 +84,11 @@ def test_fsdp_run_on_two_gpus_promotes_to_one_device(tmp_path):
     (ckpt,) = sorted((tmp_path / "home" / "runs" / run_id / "checkpoints").glob("epoch*.ckpt"))[-1:]
     model = from_checkpoint(ckpt).predictor()  # strict load into one CPU model
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_fsdp_refuses_a_recovering_oom_policy():
+    from ups.spec.errors import SpecError
+
+    with pytest.raises(SpecError, match="FSDP's forward pass gathers parameters across ranks") as info:
+        load_spec(BURGERS, ["hardware=4gpu_fsdp", "hardware.oom=halve_batch"])
+    assert "hardware.oom" in str(info.value)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, mlflow_runs, subprocess_env, write_tiny_spec
+from conftest import ROOT, mlflow_client, mlflow_runs, subprocess_env, write_tiny_spec
 
 from ups.run.single import run_spec
 from ups.spec.load import load_spec
@@ -53,6 +53,10 @@ def test_halve_batch_keeps_the_global_batch_and_the_step_budget(workspace, tmp_p
     assert len(halvings) == 2 and "micro-batch 8, gradient accumulation 4" in halvings[-1], halvings
     # 32 windows per step as 4 micro-batches of 8: the epoch has as many optimizer steps as planned
     assert result.steps == result.planned_steps == 38
+    # validation keeps to once per epoch (Lightning's val_check_batch follows the doubled epoch)
+    (run,) = mlflow_runs(workspace, "oom")
+    history = mlflow_client(workspace).get_metric_history(run.info.run_id, "val/rollout_nrmse")
+    assert len(history) == 2, [h.step for h in history]
     m = result.metrics
     assert m["test/rollout_nrmse"] < m["test/persistence_rollout_nrmse"], "it still trained"
 
@@ -75,7 +79,8 @@ def test_a_skipped_step_changes_no_parameter():
     guard = OOMGuard("skip_batch")
     loss = guard._skip(net, None)
     loss.backward()
-    guard.after_closure(net)
+    assert guard.after_closure(net) is True  # the closure then returns None: AMP's scaler skips its step
+    assert guard.after_closure(net) is False  # the next step is not skipped
     opt.step()
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
 
@@ -85,6 +90,13 @@ def test_fail_policy_fails_the_run_with_the_reason(workspace, tmp_path, monkeypa
         _run(workspace, tmp_path, monkeypatch, "at=2")
     (run,) = mlflow_runs(workspace, "oom")
     assert run.info.status == "FAILED" and "out of memory" in run.data.tags["ups.fail_reason"]
+
+
+def test_halve_refuses_an_odd_micro_batch_that_would_change_the_global_batch(
+    workspace, tmp_path, monkeypatch
+):
+    with pytest.raises(OutOfMemory, match="an odd micro-batch cannot halve and keep the global batch"):
+        _run(workspace, tmp_path, monkeypatch, "above=2", "hardware.oom=halve_batch", "train.batch_size=24")
 
 
 def test_halve_at_a_micro_batch_of_one_fails(workspace, tmp_path, monkeypatch):

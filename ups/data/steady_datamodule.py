@@ -71,7 +71,8 @@ class SteadyDataModule(L.LightningDataModule):
             self.spec.seed + rank
         )  # as DataLoader(shuffle=True, generator=g) draws
         micro = micro_batch_size(self.spec.train, world)
-        return DataLoader(data, batch_sampler=MicroBatches(RandomSampler(data, generator=g), micro))
+        sampler = MicroBatches(RandomSampler(data, generator=g), micro)
+        return DataLoader(data, batch_sampler=sampler, generator=g)  # workers' base seed from g, as before
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

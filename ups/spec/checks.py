@@ -387,6 +387,8 @@ def check_spec(spec: Spec, source: Source) -> None:
             h.accelerator,
             "Use strategy: ddp on CPU.",
         )
+        recover = "FSDP's forward pass gathers parameters across ranks: an OOM there cannot be recovered"
+        _require(h.oom == "fail", source, "hardware.oom", recover, h.oom, "Use hardware.oom: fail with FSDP.")
     if h.accelerator == "cpu" and h.precision != "32-true":
         _require(
             h.precision == "bf16-mixed",

@@ -107,6 +107,10 @@ def run_sweep(
     url = storage_url(storage, cfg.storage, home)
     if launcher == "slurm" and worker_index is None:
         check_storage(url)
+    elif worker_index is None:
+        worker_gpus(
+            resolved, workers
+        )  # enough GPUs for the workers: checked before the study or a run exists
     store = make_storage(url, cfg)
     target = trials or cfg.trials
 

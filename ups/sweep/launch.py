@@ -94,7 +94,7 @@ def _outcome(out: Path, code: int) -> dict[str, float]:
         return first["values"]
     if first is not None and first["state"] == "pruned":
         raise optuna.TrialPruned(first.get("reason", "pruned"))
-    failed = [r for r in reports.values() if r["state"] == "fail"]
+    failed = sorted((r for r in reports.values() if r["state"] == "fail"), key=lambda r: r.get("at", 0.0))
     # the rank that failed first names the reason (a NaN or OOM), not the ranks that lost their peer afterwards
     specific = [r for r in failed if r["reason"] in ("nan", "oom")]
     if specific or failed:
@@ -104,14 +104,9 @@ def _outcome(out: Path, code: int) -> dict[str, float]:
 
 def _reason(exc: BaseException) -> str:
     from ups.spec.redact import redact
-    from ups.training.oom import is_oom
-    from ups.training.stage_module import NonFiniteLossError
+    from ups.sweep.objective import known_reason
 
-    if isinstance(exc, NonFiniteLossError):
-        return "nan"
-    if is_oom(exc):
-        return "oom"
-    return redact(f"{exc.__class__.__name__}: {exc}")[:500]
+    return known_reason(exc) or redact(f"{exc.__class__.__name__}: {exc}")[:500]
 
 
 def main() -> int:

@@ -49,7 +49,7 @@ def run_worker_job(argv: list[str]) -> int:
     """What a submitted job runs: one worker, its output streamed to the job's log. Picklable by reference."""
     code = subprocess.run(argv, check=False).returncode
     if code not in (0, INTERRUPTED_EXIT):
-        raise WorkerJobFailed(f"worker exited {code}: {' '.join(argv[3:])}")
+        raise WorkerJobFailed(redact(f"worker exited {code}: {' '.join(argv[3:])}"))
     return code
 
 

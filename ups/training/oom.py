@@ -105,6 +105,12 @@ class OOMGuard:
         self.skip_step = False
         self.micro: int | None = None
 
+    @staticmethod
+    def agrees(module) -> bool:
+        """Whether ranks agree on each OOM by an all-reduce: under DDP, not under FSDP (its forward pass holds
+        all-gathers a failed rank would never join; checks refuse recovering policies with FSDP)."""
+        return module.trainer.world_size > 1 and module.spec.hardware.strategy != "fsdp"
+
     @property
     def active(self) -> bool:
         return self.policy != "fail" or self.simulation is not None
@@ -124,12 +130,12 @@ class OOMGuard:
             if not is_oom(exc):
                 raise
             failed = True
-            if self.policy == "fail" and module.trainer.world_size == 1:
+            if self.policy == "fail" and not self.agrees(module):
                 raise OutOfMemory(f"out of memory in the training step (hardware.oom=fail): {exc}") from exc
         finally:
             self.batches += 1
         mine = failed
-        if module.trainer.world_size > 1:  # every rank takes the same decision, `fail` included
+        if self.agrees(module):  # every rank takes the same decision, `fail` included
             flags = torch.tensor([float(failed), float(stale)], device=module.device)
             flags = module.trainer.strategy.reduce(flags, reduce_op="max")
             failed, stale = bool(flags[0] > 0), bool(flags[1] > 0)
@@ -168,6 +174,11 @@ class OOMGuard:
         sampler = getattr(trainer.train_dataloader, "batch_sampler", None)
         if self.micro <= 1 or not isinstance(sampler, MicroBatches):
             raise OutOfMemory(f"out of memory at a micro-batch of {self.micro} (hardware.oom=halve_batch)")
+        if self.micro % 2:
+            raise OutOfMemory(
+                f"out of memory at a micro-batch of {self.micro}: an odd micro-batch cannot halve and keep the "
+                "global batch (hardware.oom=halve_batch; use a train.batch_size with more factors of 2)"
+            )
         self.micro //= 2
         sampler.size = self.micro
         trainer.accumulate_grad_batches *= 2
@@ -187,12 +198,15 @@ class OOMGuard:
         trained = [p for p in module.parameters() if p.requires_grad]
         return sum(p.sum() for p in trained) * 0.0
 
-    def after_closure(self, module) -> None:
-        """Called between the backward pass and the optimizer step: a skipped step leaves no gradient."""
-        if self.skip_step:
-            self.skip_step = False
-            for p in module.parameters():
-                p.grad = None
+    def after_closure(self, module) -> bool:
+        """Called between the backward pass and the optimizer step: a skipped step leaves no gradient. Returns
+        whether the step was skipped."""
+        if not self.skip_step:
+            return False
+        self.skip_step = False
+        for p in module.parameters():
+            p.grad = None
+        return True
 
 
 def _double_epoch(trainer) -> None:
@@ -210,5 +224,7 @@ def _double_epoch(trainer) -> None:
             loader._iterator.limits = loader.limits
     length = sized_len(loader)
     fit.max_batches = length if length is not None else float("inf")
+    if length is not None and trainer.val_check_interval == 1.0:  # validate once per epoch, not per old epoch
+        trainer.val_check_batch = length
     if fit._data_fetcher is not None:
         fit._data_fetcher.length = length

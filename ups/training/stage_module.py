@@ -85,9 +85,7 @@ class StageModule(L.LightningModule):
         raise AssertionError(f"{type(self).__name__} must define step_loss()")
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        if (
-            not self.oom.active and self.trainer.world_size == 1
-        ):  # under DDP even `fail` is agreed by all ranks
+        if not self.oom.active and not self.oom.agrees(self):  # under DDP even `fail` is agreed by all ranks
             return self.step_loss(batch, batch_idx)
         return self.oom.step(self, batch, batch_idx)
 
@@ -107,8 +105,9 @@ class StageModule(L.LightningModule):
 
         def closure():
             out = optimizer_closure()
-            self.oom.after_closure(self)  # a skipped step leaves no gradient: the optimizer changes nothing
-            return out
+            # a skipped step leaves no gradient, so the optimizer changes nothing; returning None also tells
+            # Lightning's AMP plugin to skip unscaling and the scaler's step (which would fail on no gradients)
+            return None if self.oom.after_closure(self) else out
 
         optimizer.step(closure=closure)
 
