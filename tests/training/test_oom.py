@@ -11,9 +11,10 @@ import pytest
 import torch
 from conftest import ROOT, mlflow_client, mlflow_runs, subprocess_env, write_tiny_spec
 
+from ups.data.batches import MicroBatches
 from ups.run.single import run_spec
 from ups.spec.load import load_spec
-from ups.training.oom import MicroBatches, OutOfMemory, Simulation
+from ups.training.oom import OutOfMemory, Simulation
 
 
 def test_micro_batches_shrink_mid_epoch_and_cover_every_index_once():

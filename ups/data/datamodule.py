@@ -14,12 +14,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ups.data.batches import MicroBatches, micro_batch_size
 from ups.data.params import layout_for
 from ups.data.source import DataSource
 from ups.data.splits import SPLIT_NAMES, assign_splits
 from ups.spec.errors import SpecError
 from ups.spec.schema import Spec
-from ups.training.oom import MicroBatches
 
 
 class WindowDataset(Dataset):
@@ -125,13 +125,6 @@ class TaskBalancedSampler(Sampler[int]):
             traj = shards[k][int(torch.randint(len(shards[k]), (1,), generator=g))]
             start = int(torch.randint(self.dataset.per_traj[k], (1,), generator=g))
             yield int(self.dataset.offsets[k]) + traj * self.dataset.per_traj[k] + start
-
-
-def micro_batch_size(train, world: int = 1) -> int:
-    """Samples per process per forward pass: `train.batch_size` is the GLOBAL batch of one optimizer step, split
-    over the processes and the accumulation steps (spec checks make it divide evenly). `hardware.oom: halve_batch`
-    may halve it during training (ups.training.oom.MicroBatches)."""
-    return train.batch_size // (world * train.accumulate_grad_batches)
 
 
 class PDEDataModule(L.LightningDataModule):

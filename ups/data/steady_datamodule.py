@@ -11,13 +11,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
-from ups.data.datamodule import micro_batch_size
+from ups.data.batches import MicroBatches, micro_batch_size
 from ups.data.params import layout_for, param_vector
 from ups.data.splits import SPLIT_NAMES, assign_splits
 from ups.data.steady import generate_steady, harmonic_baseline
 from ups.spec.errors import SpecError
 from ups.spec.schema import Spec
-from ups.training.oom import MicroBatches
 
 
 class SteadyDataModule(L.LightningDataModule):

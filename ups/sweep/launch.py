@@ -111,10 +111,10 @@ def _reason(exc: BaseException) -> str:
 
 def main() -> int:
     """One rank of a launched trial (torchrun sets RANK)."""
-    from ups.run.single import RunHooks, run_spec
+    from ups.run.single import run_spec
     from ups.spec.load import ResolvedSpec, spec_from_dict
     from ups.sweep.driver import STORAGE_ENV
-    from ups.sweep.objective import pruning_callbacks
+    from ups.sweep.objective import trial_hooks
     from ups.sweep.study import make_pruner, make_storage
 
     logging.basicConfig(level=logging.WARNING, format="[%(levelname)s %(name)s] %(message)s")
@@ -135,19 +135,7 @@ def main() -> int:
             study = optuna.load_study(study_name=payload["study"], storage=store, pruner=make_pruner(cfg))
             trial = optuna.trial.Trial(study, payload["trial_id"])
 
-        def started(run_id: str) -> None:
-            trial.set_user_attr("mlflow_run_id", run_id if resolved.spec.tracking.mlflow.enabled else None)
-            trial.set_user_attr("wandb_run_id", run_id if resolved.spec.tracking.wandb.enabled else None)
-
-        hooks = RunHooks(
-            callbacks=pruning_callbacks(trial, cfg),
-            tags=payload["tags"],
-            wandb_group=payload["study"],
-            on_start=started if trial is not None else None,
-            plots=cfg.trial_plots,
-            test=False,
-        )
-        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+        hooks = trial_hooks(trial, resolved, tags=payload["tags"], study=payload["study"])
         result = run_spec(resolved, progress_bar=False, trial=hooks)
     except optuna.TrialPruned as exc:
         _write(out, rank, {"state": "pruned", "reason": str(exc)})

@@ -9,6 +9,7 @@ import socket
 import lightning.pytorch as L
 import optuna
 
+from ups.run.single import RunHooks, run_spec
 from ups.spec.errors import SpecError
 from ups.spec.load import ResolvedSpec, flatten_tree, with_values
 from ups.spec.redact import redact
@@ -61,6 +62,27 @@ def pruning_callbacks(trial: optuna.Trial | None, cfg) -> list[L.Callback]:
     if cfg.objectives or cfg.pruner == "none":
         return []
     return [Pruning(trial, cfg.metric, panel=cfg.pruner == "wilcoxon")]
+
+
+def trial_hooks(
+    trial: optuna.Trial | None, spec: ResolvedSpec, *, tags: dict[str, str], study: str
+) -> RunHooks:
+    """What a trial adds to its run: pruning, the study's tags and W&B group, validation only, and the run ids
+    recorded on the trial as soon as the run exists (where this process holds the trial: rank 0)."""
+
+    def started(run_id: str) -> None:
+        trial.set_user_attr("mlflow_run_id", run_id if spec.spec.tracking.mlflow.enabled else None)
+        trial.set_user_attr("wandb_run_id", run_id if spec.spec.tracking.wandb.enabled else None)
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # one line per trial is enough
+    return RunHooks(
+        callbacks=pruning_callbacks(trial, spec.spec.sweep),
+        tags=tags,
+        wandb_group=study,
+        on_start=started if trial is not None else None,
+        plots=spec.spec.sweep.trial_plots,
+        test=False,
+    )
 
 
 def known_reason(exc: BaseException) -> str | None:
@@ -121,7 +143,6 @@ class Objective:
             raise
 
     def _trial(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        from ups.run.single import RunHooks, run_spec
 
         cfg = self.resolved.spec.sweep
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which process ran it
@@ -130,24 +151,10 @@ class Objective:
             spec = with_values(self.resolved, params)  # frozen: a spec file edited mid-sweep changes nothing
         except SpecError as exc:
             raise SpecError(f"invalid trial spec: {exc}") from None
-        callbacks = pruning_callbacks(trial, cfg)
         tags = {"ups.study": self.study_name, "ups.trial": str(trial.number)}
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
-
-        def started(run_id: str) -> None:
-            trial.set_user_attr("mlflow_run_id", run_id if spec.spec.tracking.mlflow.enabled else None)
-            trial.set_user_attr("wandb_run_id", run_id if spec.spec.tracking.wandb.enabled else None)
-
-        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # one line per trial is enough
-        hooks = RunHooks(
-            callbacks=callbacks,
-            tags=tags,
-            wandb_group=self.study_name,
-            on_start=started,
-            plots=cfg.trial_plots,
-            test=False,
-        )
+        hooks = trial_hooks(trial, spec, tags=tags, study=self.study_name)
         try:
             if spec.spec.hardware.devices > 1:  # its own launcher: Lightning's would re-execute the sweep
                 from ups.sweep.launch import run_launched

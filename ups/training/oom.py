@@ -25,7 +25,8 @@ import os
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import Sampler
+
+from ups.data.batches import MicroBatches
 
 log = logging.getLogger(__name__)
 
@@ -43,28 +44,6 @@ def is_oom(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
-
-class MicroBatches(Sampler[list[int]]):
-    """Batches of `size` indices from `sampler`; `size` may shrink mid-epoch (`halve_batch`)."""
-
-    def __init__(self, sampler: Sampler[int], size: int) -> None:
-        self.sampler, self.size = sampler, size
-
-    # Lightning calls `set_epoch` on `batch_sampler.sampler` itself
-
-    def __len__(self) -> int:
-        return -(-len(self.sampler) // self.size)
-
-    def __iter__(self):
-        batch: list[int] = []
-        for i in self.sampler:
-            batch.append(i)
-            if len(batch) >= self.size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
 
 
 @dataclass
