@@ -172,11 +172,16 @@ def ddp(args, gpus: int) -> dict:
     return {"arm": f"ddp x{gpus}", "error": _tail(done.stderr)}
 
 
-def run_profile(args, label: str, overrides: list[str], *, load: bool) -> dict:
+def run_profile(args, label: str, overrides: list[str], *, load: bool, env_extra: dict | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "gpucheck.yaml"
         spec.write_text(SMALL_SPEC)
-        env = {**os.environ, "UPS_HOME": str(Path(tmp) / "home"), "WANDB_MODE": "offline"}
+        env = {
+            **os.environ,
+            "UPS_HOME": str(Path(tmp) / "home"),
+            "WANDB_MODE": "offline",
+            **(env_extra or {}),
+        }
         cmd = [sys.executable, "-m", "ups.cli", "run", str(spec), *overrides, "--json", "--no-progress"]
         started = time.perf_counter()
         try:
@@ -196,6 +201,9 @@ def run_profile(args, label: str, overrides: list[str], *, load: bool) -> dict:
             "test_nrmse": m.get("test/nrmse"),
             "persistence_nrmse": m.get("test/persistence_nrmse"),
         }
+        skipped = done.stderr.count("step skipped")
+        if skipped:
+            row["skipped"] = skipped
         if load:
             from ups.loading import from_checkpoint
 
@@ -240,8 +248,9 @@ def table(rows: list[dict], base: float | None) -> str:
             f"{r['test_nrmse']:.4f} ({r['persistence_nrmse']:.4f})" if r.get("test_nrmse") is not None else ""
         )
         wall = f"{r['wall_s']:.0f}" if "wall_s" in r else ""
-        notes = r.get("error") or (
-            f"loaded {r['loaded_params']} params on one device" if "loaded_params" in r else ""
+        notes = r.get("error") or "; ".join(
+            ([f"loaded {r['loaded_params']} params on one device"] if "loaded_params" in r else [])
+            + ([f"{r['skipped']} step(s) skipped, run finished"] if "skipped" in r else [])
         )
         out.append(
             f"| {r['arm']} | {f'{rate:.0f}' if rate else ''} | {ratio} | "
@@ -279,8 +288,21 @@ def main() -> None:
     )
 
     rows = single(args)
-    rows.append(ddp(args, gpus) if gpus > 1 else {"arm": "ddp", "error": "skipped: 1 GPU"})
+    rows.append(ddp(args, gpus))
     if cuda:
+        one = ["hardware=1gpu"]
+        rows.append(
+            run_profile(args, "run 1gpu bf16-mixed", [*one, "hardware.precision=bf16-mixed"], load=True)
+        )
+        rows.append(  # AMP's grad scaler must skip its step when ours is skipped (closure returns None)
+            run_profile(
+                args,
+                "run 1gpu 16-mixed, OOM at batch 3, skip_batch",
+                [*one, "hardware.precision=16-mixed", "hardware.oom=skip_batch"],
+                load=False,
+                env_extra={"UPS_SIMULATE_OOM": "at=3"},
+            )
+        )
         rows.append(
             run_profile(
                 args, f"run ddp x{gpus}", ["hardware=2gpu_ddp", f"hardware.devices={gpus}"], load=False
