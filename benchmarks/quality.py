@@ -7,7 +7,7 @@ run's own data and split (rebuilt from its checkpoint's resolved spec and the wo
 - **FNO**: `neuralop.models.FNO` (1D, 4 layers, 64 channels, `n_modes=(32,)`: neuraloperator keeps
   32 // 2 + 1 = 17 Fourier modes, wavenumbers 0–16, next to the operator's 16), trained on the training split's
   windows only, with the operator's recipe: inputs normalised by the train mean/std, the PDE parameters and Δt as
-  constant channels, a residual update, the same loss (one-step + 5-step unroll + spectral), optimizer, gradient
+  constant channels, a residual update, the same loss (one-step + 5-step unroll + spectral, with the spec's `train.unroll_grad_steps`), optimizer, gradient
   clipping and batch order, the cosine schedule run over time instead of steps. Budget: the operator's training
   seconds (the fit's wall time from Lightning's Timer state in `last.ckpt`, less its in-fit validations), at the
   same number of threads; no step starts past it (so the last may end up to one step later); `--fno-seconds`
@@ -112,8 +112,7 @@ def lr_factor(step: int, progress: float, train) -> float:
 
 def train_fno(dm, spec, *, seconds: float, seed: int) -> tuple[FNOStep, dict]:
     """An FNO trained for `seconds` of wall time on the training windows, with the operator's loss and settings."""
-    from ups.models.operator import rollout
-    from ups.training.losses import loss_bundle
+    from ups.training.losses import operator_loss
     from ups.training.optim import build_optimizer
 
     torch.manual_seed(seed)
@@ -126,16 +125,20 @@ def train_fno(dm, spec, *, seconds: float, seed: int) -> tuple[FNOStep, dict]:
     model.train()
     steps, epoch, losses = 0, 0, []
     started, cpu = time.perf_counter(), time.process_time()
+    sampler = (
+        loader.batch_sampler.sampler
+    )  # ups' loaders batch with a batch sampler; the order lives under it
     while time.perf_counter() - started < seconds:
-        loader.sampler.set_epoch(epoch)
+        sampler.set_epoch(epoch)
         for window, params, dt, _task in loader:  # (B, K+1, C, X), (B, P), (B,)
             elapsed = time.perf_counter() - started
             if elapsed >= seconds:
                 break
             for group, lr in zip(optimizer.param_groups, base):
                 group["lr"] = lr * lr_factor(steps, elapsed / seconds, spec.train)
-            pred = rollout(model, window[:, 0], params, dt, window.shape[1] - 1)  # (B, K, C, X)
-            loss = loss_bundle(pred, window[:, 1:], spec.stage.loss)["loss"]
+            loss = operator_loss(model, window, params, dt, spec.stage.loss, spec.train.unroll_grad_steps)[
+                "loss"
+            ]
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the FNO's loss is {loss.item()} at step {steps}")
             optimizer.zero_grad(set_to_none=True)

@@ -74,6 +74,10 @@ def test_show_yaml_is_loadable_and_redacted(tmp_path):
             "so no checkpoint is chosen; got 3.",
         ),
         (["train.batch_size=0"], "command line: train.batch_size: must be >= 1; got 0."),
+        (
+            ["train.unroll_grad_steps=5"],
+            "command line: train.unroll_grad_steps: must be in [1, train.unroll_steps=5) or null; got 5.",
+        ),
         (["eval.horizon=0"], "command line: eval.horizon: must be >= 1; got 0."),
         (
             ["eval.horizon=40"],
@@ -227,7 +231,7 @@ def test_schema_defaults_are_pinned_so_spec_hashes_stay_honest():
     from ups.spec.schema import DEFAULTS_EPOCH, Spec
 
     blob = json.dumps(dataclasses.asdict(Spec(name="x")), sort_keys=True, default=str)
-    assert (hashlib.sha256(blob.encode()).hexdigest()[:16], DEFAULTS_EPOCH) == ("e41fcfc3b7957ddd", 2)
+    assert (hashlib.sha256(blob.encode()).hexdigest()[:16], DEFAULTS_EPOCH) == ("930d008b67cf6070", 2)
 
 
 def test_a_key_at_its_default_does_not_enter_the_spec_hash():

@@ -92,6 +92,19 @@ def test_bare_loop_matches_lightning_step_by_step(setup):
     _assert_same_weights(bare.model, trained)
 
 
+def test_pushforward_training_matches_between_the_loops(setup):
+    """`train.unroll_grad_steps` reaches both loops (they share the loss): same losses and weights."""
+    spec, sources, folder = setup
+    spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, unroll_grad_steps=1))
+    module, dm = _module(spec, sources)
+    start = copy.deepcopy(module.model)
+    seen = Losses()
+    trained = _lightning(spec, sources, folder / "pushforward", callback=seen)
+    bare = BareLoop.from_spec(spec, dm, model=start)
+    assert bare.train() == pytest.approx(seen.losses, rel=TOL)
+    _assert_same_weights(bare.model, trained)
+
+
 def test_training_moves_between_the_loops_in_both_directions(setup, tmp_path):
     spec, sources, folder = setup
     whole = Losses(save_after_epoch=1, path=tmp_path / "lightning_e1.ckpt")

@@ -267,24 +267,27 @@ def check_spec(spec: Spec, source: Source) -> None:
         check_safe_name(
             spec.registry.model_name, key="registry.model_name", file=source("registry.model_name")
         )
-    _require(t.lr > 0, source, "train.lr", "must be > 0", t.lr)
-    _require(t.max_epochs >= 1, source, "train.max_epochs", "must be >= 1", t.max_epochs)
-    _require(t.batch_size >= 1, source, "train.batch_size", "must be >= 1", t.batch_size)
-    _require(t.unroll_steps >= 1, source, "train.unroll_steps", "must be >= 1", t.unroll_steps)
-    _require(t.weight_decay >= 0, source, "train.weight_decay", "must be >= 0", t.weight_decay)
-    _require(0 <= t.momentum < 1, source, "train.momentum", "must be in [0, 1)", t.momentum)
-    _require(0 <= t.min_lr_ratio <= 1, source, "train.min_lr_ratio", "must be in [0, 1]", t.min_lr_ratio)
-    _require(0 < t.gamma <= 1, source, "train.gamma", "must be in (0, 1]", t.gamma)
-    _require(t.step_size >= 1, source, "train.step_size", "must be >= 1", t.step_size)
-    _require(t.warmup_steps >= 0, source, "train.warmup_steps", "must be >= 0", t.warmup_steps)
-    _require(
-        t.accumulate_grad_batches >= 1,
-        source,
-        "train.accumulate_grad_batches",
-        "must be >= 1",
-        t.accumulate_grad_batches,
-    )
-    _require(t.save_top_k >= 1, source, "train.save_top_k", "must be >= 1", t.save_top_k)
+    g = t.unroll_grad_steps
+    for key, ok, problem in (
+        ("lr", t.lr > 0, "must be > 0"),
+        ("max_epochs", t.max_epochs >= 1, "must be >= 1"),
+        ("batch_size", t.batch_size >= 1, "must be >= 1"),
+        ("unroll_steps", t.unroll_steps >= 1, "must be >= 1"),
+        (
+            "unroll_grad_steps",
+            g is None or 1 <= g < t.unroll_steps,
+            f"must be in [1, train.unroll_steps={t.unroll_steps}) or null",
+        ),
+        ("weight_decay", t.weight_decay >= 0, "must be >= 0"),
+        ("momentum", 0 <= t.momentum < 1, "must be in [0, 1)"),
+        ("min_lr_ratio", 0 <= t.min_lr_ratio <= 1, "must be in [0, 1]"),
+        ("gamma", 0 < t.gamma <= 1, "must be in (0, 1]"),
+        ("step_size", t.step_size >= 1, "must be >= 1"),
+        ("warmup_steps", t.warmup_steps >= 0, "must be >= 0"),
+        ("accumulate_grad_batches", t.accumulate_grad_batches >= 1, "must be >= 1"),
+        ("save_top_k", t.save_top_k >= 1, "must be >= 1"),
+    ):
+        _require(ok, source, f"train.{key}", problem, getattr(t, key))
     v = t.val_every_n_epochs
     _require(v >= 1, source, "train.val_every_n_epochs", "must be >= 1", v)
     never = f"must be <= train.max_epochs ({t.max_epochs}): the run would never validate, so no checkpoint is chosen"
@@ -292,14 +295,8 @@ def check_spec(spec: Spec, source: Source) -> None:
     _require(t.log_every_n_steps >= 1, source, "train.log_every_n_steps", "must be >= 1", t.log_every_n_steps)
     if t.grad_clip is not None:
         _require(t.grad_clip > 0, source, "train.grad_clip", "must be > 0 (or null to disable)", t.grad_clip)
-    if t.batches_per_epoch is not None:
-        _require(
-            t.batches_per_epoch >= 1,
-            source,
-            "train.batches_per_epoch",
-            "must be >= 1 (or null)",
-            t.batches_per_epoch,
-        )
+    b = t.batches_per_epoch
+    _require(b is None or b >= 1, source, "train.batches_per_epoch", "must be >= 1 (or null)", b)
     if t.max_time_minutes is not None:
         _require(
             t.max_time_minutes > 0,

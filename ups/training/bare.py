@@ -88,7 +88,9 @@ class BareLoop:
             for i, (window, params, dt, _task) in enumerate(self.loader):
                 if i >= self.batches:
                     break
-                loss = operator_loss(self.model, window, params, dt, self.spec.stage.loss)["loss"]
+                loss = operator_loss(
+                    self.model, window, params, dt, self.spec.stage.loss, self.spec.train.unroll_grad_steps
+                )["loss"]
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite training loss at step {self.step}: {loss.item()}")
                 losses.append(loss.item())

@@ -32,7 +32,9 @@ class OperatorModule(StageModule):
 
     def step_loss(self, batch, batch_idx: int) -> torch.Tensor:
         window, params, dt, _task = batch  # (B, K+1, C, X), (B, P), (B,), (B,)
-        losses = operator_loss(self.model, window, params, dt, self.spec.stage.loss)
+        losses = operator_loss(
+            self.model, window, params, dt, self.spec.stage.loss, self.spec.train.unroll_grad_steps
+        )
         check_finite(losses["loss"], self.global_step)
         self.log_dict(
             {f"train/{k}": v for k, v in losses.items()}, prog_bar=False, batch_size=window.shape[0]
