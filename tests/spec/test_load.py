@@ -75,8 +75,8 @@ def test_show_yaml_is_loadable_and_redacted(tmp_path):
         ),
         (["train.batch_size=0"], "command line: train.batch_size: must be >= 1; got 0."),
         (
-            ["train.unroll_grad_steps=5"],
-            "command line: train.unroll_grad_steps: must be in [1, train.unroll_steps=5) or null; got 5.",
+            ["train.unroll_grad_steps=0"],
+            "command line: train.unroll_grad_steps: must be >= 1 (or null: every step); got 0.",
         ),
         (["eval.horizon=0"], "command line: eval.horizon: must be >= 1; got 0."),
         (

@@ -46,6 +46,7 @@ def _grads(model, batch, grad_steps):
         (None, [(True, False), (True, True), (True, True), (True, True), (True, True)]),
         (1, [(True, False), (False, True), (False, False), (False, False), (True, False)]),
         (2, [(True, False), (False, True), (False, False), (True, False), (True, True)]),
+        (K, [(True, False), (True, True), (True, True), (True, True), (True, True)]),  # G >= K: as null
     ],
 )
 def test_only_the_first_and_last_steps_carry_gradients(batch, grad_steps, calls):
@@ -58,7 +59,7 @@ def test_only_the_first_and_last_steps_carry_gradients(batch, grad_steps, calls)
     for key in ("loss", "loss_onestep", "loss_rollout", "loss_spectral"):  # the same values are reported
         torch.testing.assert_close(out[key], full[key], rtol=1e-6, atol=0)
     differs = any(not torch.allclose(g, f) for g, f in zip(grads, full_grads, strict=True))
-    assert differs == (grad_steps is not None)  # the gradient is truncated, so it is not BPTT's
+    assert differs == (grad_steps is not None and grad_steps < K)  # a truncated gradient is not BPTT's
 
 
 def test_under_no_grad_nothing_is_recorded(batch):

@@ -219,9 +219,10 @@ class TrainConfig:
     unroll_steps: int = 5
     """Autoregressive steps per training window (truncated backprop through all of them)."""
     unroll_grad_steps: int | None = None
-    """null: backpropagate through every unrolled step. G (1 ≤ G < unroll_steps): the pushforward trick
-    (Brandstetter et al. 2022): only the first step (from the true state) and the last G steps (from the model's
-    own detached prediction) carry gradients; the steps between run without autograd. Cheaper steps."""
+    """null: backpropagate through every unrolled step. G ≥ 1: the pushforward trick (Brandstetter et al. 2022):
+    only the first step (from the true state) and the last G steps (from the model's own detached prediction)
+    carry gradients; the steps between run without autograd. Cheaper steps. G ≥ unroll_steps is the same as null
+    (so a sweep over unroll_steps stays valid)."""
     grad_clip: float | None = 1.0
     """Gradient-norm clipping; null disables."""
     accumulate_grad_batches: int = 1
