@@ -362,6 +362,12 @@ def main() -> None:
         "overrides", nargs="*", help="extra spec overrides for the operator's run (key=value)"
     )
     args = parser.parse_args()
+    try:  # before minutes of training, not after
+        import neuralop  # noqa: F401
+    except ImportError:
+        raise SystemExit(
+            "benchmarks/quality.py needs the FNO peer: .venv/bin/pip install -c .venv/constraints.txt -e '.[bench]'"
+        ) from None
     extra = (QUICK if args.quick else []) + args.overrides
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,8 @@ rollout nRMSE at 50 steps, and the training loss per noise level on fresh traini
 learned nothing).
 
 A variant is `INPUT:MODEL:STEPS:LR:SIGMA_MIN`, e.g. `residual:operator_mid:1600:1e-3:1e-2` (INPUT is the stage's
-`refiner_input`, `residual` or `state`; MODEL a block in configs/model/).
+`refiner_input`, `residual` or `state`; MODEL a block in configs/model/, or `warm`: the operator's own
+architecture initialized from its weights, see `warm_start`).
 
     UPS_HOME=/tmp/ksrun/home .venv/bin/ups-exp run specs/ks.yaml tracking=none    # an operator to refine
     .venv/bin/python benchmarks/refiner_variants.py --checkpoint RUN/checkpoints/best.ckpt --home /tmp/ksrun/home \\
@@ -60,6 +61,31 @@ def _loss(refiner, op, u_t, u_next, params, dt, k, sigma_min):
     return (pred - eps).square().mean(dim=(1, 2))
 
 
+def warm_start(refiner, op) -> None:
+    """Copy the operator's trunk into a refiner of the same shape: the refiner's extra inputs (the noised input's
+    channel, the noise level) start with zero weight and its last layer stays zero, so it starts as the operator
+    (F = 0) but with the operator's features of u_t."""
+    ref, src = refiner.state_dict(), op.state_dict()
+    with torch.no_grad():
+        for key, value in ref.items():
+            if key not in src or key.startswith("head.3."):
+                continue
+            if (
+                key == "encoder.0.weight"
+            ):  # (D, inputs, p): refiner [z_t, x, sin, cos], operator [z, sin, cos]
+                value.zero_()
+                value[:, 0] = src[key][:, 0]
+                value[:, 2:] = src[key][:, 1:]
+            elif (
+                key == "cond.0.weight"
+            ):  # (cond_dim, P + 2): refiner [params, dt, level], operator [params, dt]
+                value.zero_()
+                value[:, :-1] = src[key]
+            else:
+                value.copy_(src[key])
+    refiner.load_state_dict(ref)
+
+
 def train_variant(
     op, train, *, refiner_input: str, model: str, steps: int, lr: float, sigma_min: float, seed: int
 ):
@@ -67,9 +93,15 @@ def train_variant(
     from ups.training.stage_module import ema_update
 
     torch.manual_seed(seed)
+    warm = model == "warm"  # the operator's own architecture, initialized from its weights
     refiner = Refiner(
-        _model_config(model), num_fields=1, num_params=train[1].shape[1], refiner_input=refiner_input
+        op.cfg if warm else _model_config(model),
+        num_fields=1,
+        num_params=train[1].shape[1],
+        refiner_input=refiner_input,
     )
+    if warm:
+        warm_start(refiner, op)
     ema = copy.deepcopy(refiner).requires_grad_(False)
     opt = torch.optim.AdamW(refiner.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
