@@ -90,7 +90,7 @@ def make_storage(url: str, cfg: SweepConfig) -> optuna.storages.BaseStorage:
             except ModuleNotFoundError:
                 raise
             except Exception as exc:  # two coordinators creating a fresh database's tables at once: one loses
-                if attempt == 3 or exc.__class__.__name__ not in ("IntegrityError", "OperationalError"):
+                if attempt == 3 or not _lost_a_schema_race(exc):
                     raise
                 log.debug("opening the Optuna storage failed (%s); retrying", exc.__class__.__name__)
                 time.sleep(0.5 * (attempt + 1))
@@ -105,6 +105,16 @@ def make_storage(url: str, cfg: SweepConfig) -> optuna.storages.BaseStorage:
         raise SpecError(
             f"cannot open the Optuna storage ({exc.__class__.__name__})", key="sweep.storage", got=redact(url)
         ) from None
+
+
+def _lost_a_schema_race(exc: Exception) -> bool:
+    """What another process creating the same tables at the same moment raises: a unique violation (IntegrityError),
+    a lock or connection hiccup (OperationalError) or, on PostgreSQL, `relation ... already exists` (DuplicateTable,
+    a ProgrammingError); other programming errors (a permission denied) are real."""
+    name = exc.__class__.__name__
+    return name in ("IntegrityError", "OperationalError") or (
+        name == "ProgrammingError" and "already exists" in str(exc)
+    )
 
 
 def make_sampler(cfg: SweepConfig, *, seed: int, grid: dict[str, list] | None) -> optuna.samplers.BaseSampler:
