@@ -2,8 +2,8 @@
 
 Each arm is `benchmarks/overhead.py --arm off` run from its own tree: this checkout, and a `git worktree` of
 `--base` (default: the last commit before `train.unroll_grad_steps`). So each arm trains its own tree's
-`specs/burgers.yaml` with its own code, through `ups-exp run`'s path (`run_spec`, tracking off), and times N steps
-after W warm-up steps (see overhead.py). The arms alternate (base, head, head, base, ...) over `--repeats`, each a
+`specs/burgers.yaml` with its own code, through `ups-exp run`'s path (`run_spec`, tracking off, one epoch of W + N steps, as overhead.py's `off` arm),
+and times N steps after W warm-up steps. The arms alternate (base, head, head, base, ...) over `--repeats`, each a
 fresh process and `$UPS_HOME` that links one shared data cache, generated before any arm runs. The last line is
 JSON with `head_over_base` (steps/s ratio of medians; > 1: faster).
 
@@ -34,6 +34,7 @@ def arm(tree: Path, work: Path, name: str, args) -> dict:
     home = fresh_home(work, name)
     cmd = [sys.executable, str(tree / "benchmarks" / "overhead.py"), "--arm", "off", "--no-progress"]
     cmd += ["--warmup", str(args.warmup), "--steps", str(args.steps), f"hardware.num_threads={args.threads}"]
+    cmd += ["tracking=none", "train.max_epochs=1", f"train.batches_per_epoch={args.warmup + args.steps}"]
     env = {**clean_env(home), "PYTHONPATH": str(tree)}  # this tree's `ups`, not the installed checkout's
     done = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True)
     if done.returncode != 0:
