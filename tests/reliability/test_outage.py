@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, subprocess_env, write_tiny_spec
+from conftest import ROOT, mlflow_client, subprocess_env, sweep_spec, write_tiny_spec
 
 
 def _cli(home, env_extra, *args, **kw):
@@ -121,3 +121,61 @@ def test_sync_uploads_offline_wandb_runs_only_with_a_key_and_reports_failures(tm
     assert with_key.returncode == 1, with_key.stdout + with_key.stderr
     assert f"W&B {offline.name}: FAILED: no answer within 20 s" in with_key.stdout
     assert "k" * 40 not in with_key.stdout + with_key.stderr
+
+
+def test_a_sweep_closes_through_an_outage_and_sync_sends_its_summary_and_trial_states(
+    workspace, tmp_path, monkeypatch
+):
+    """The trials are over when the sweep tags their final state and closes its parent run: a tracking server that
+    stopped answering must neither fail the sweep nor lose the study's summary. The writes are spooled in the
+    parent's (and the trial's) run folder and `ups-exp sync` delivers them once: the parent FINISHED with the best
+    value, the best trial's number and the plots, the trial tagged COMPLETE."""
+    import socket
+
+    import optuna
+
+    from ups.spec.load import load_spec
+    from ups.sweep.objective import Objective
+    from ups.sweep.parent import finish_parent
+    from ups.tracking.session import mlflow_metric_name
+    from ups.tracking.sync import sync
+
+    resolved = load_spec(sweep_spec(tmp_path, name="outage_sweep", tracking="local"))
+    live = f"sqlite:///{workspace / 'mlflow.db'}"
+    client = mlflow_client(workspace)
+    exp = client.create_experiment("outage_sweep")
+    parent, child = (client.create_run(exp).info.run_id for _ in range(2))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="outage_sweep", direction="minimize")
+    study.optimize(
+        lambda t: (t.suggest_float("x", -1, 1) - 0.3) ** 2 + t.suggest_float("y", 0, 1), n_trials=6
+    )
+    trial = study.ask()
+    trial.set_user_attr("mlflow_run_id", child)
+
+    with socket.socket() as s:  # a port nothing listens on: the server is down
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", dead)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    Objective(resolved, study_name="outage_sweep", parent_run_id=parent)._tag(trial, "COMPLETE")
+    unsent = finish_parent(resolved, study, parent, workspace)
+
+    plots = sorted(p.name for p in (workspace / "sweeps" / "outage_sweep").glob("*.png"))
+    assert plots  # the study's plots were made (and spooled), not skipped
+    assert unsent == len(plots) + 3  # the plots, the best value, the best trial's tag, the status
+    assert client.get_run(parent).info.status == "RUNNING"  # nothing reached the store
+    assert "ups.trial_state" not in client.get_run(child).data.tags
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert sync([], tracking_uri=live, wandb_timeout=5) is True  # both folders are found without naming them
+    run = client.get_run(parent)
+    assert run.info.status == "FINISHED"
+    best = mlflow_metric_name(f"best/{resolved.spec.sweep.metric}")
+    assert run.data.metrics[best] == pytest.approx(study.best_value)
+    assert run.data.tags["ups.best_trial"] == str(study.best_trial.number)
+    assert sorted(a.path for a in client.list_artifacts(parent)) == plots
+    assert client.get_run(child).data.tags["ups.trial_state"] == "COMPLETE"
+    assert sync([parent, child], tracking_uri=live, wandb_timeout=5) is True
+    assert len(client.get_metric_history(parent, best)) == 1  # sent once

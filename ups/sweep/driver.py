@@ -139,11 +139,11 @@ def run_sweep(
                 resolved, store, url=url, name=name, target=target, workers=workers
             )
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM to the coordinator: its workers were stopped
-        finish_parent(resolved, None, parent_run_id, home, status="KILLED")
+        _report_unsent(finish_parent(resolved, None, parent_run_id, home, status="KILLED"), parent_run_id)
         raise
     result_study = optuna.load_study(study_name=name, storage=store)
     counts = count_states(result_study)
-    finish_parent(resolved, result_study, parent_run_id, home)
+    _report_unsent(finish_parent(resolved, result_study, parent_run_id, home), parent_run_id)
     # a worker stopped by a signal (a preempted job) re-queued its trial, and the others went on: not a failure
     if stopped := sum(1 for c in codes if c == INTERRUPTED_EXIT):
         log.warning("%d worker(s) were stopped by a signal; their trials were queued again", stopped)
@@ -162,6 +162,16 @@ def run_sweep(
     if failed is not None:
         raise SweepFailed(f"{failed}; see `ups-exp status {resolved.path}`") from None
     return result
+
+
+def _report_unsent(unsent: int, run_id: str | None) -> None:
+    if unsent:  # the trials are recorded in the study; the parent's summary waits in its folder
+        log.warning(
+            "MLflow was unreachable: %d item(s) of the sweep's parent run %s await `ups-exp sync %s`",
+            unsent,
+            run_id,
+            run_id,
+        )
 
 
 def _run_local_workers(

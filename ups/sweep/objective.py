@@ -192,8 +192,10 @@ class Objective:
         from mlflow.tracking import MlflowClient
 
         from ups.tracking.session import mlflow_uri
+        from ups.tracking.spool import GuardedClient
         from ups.tracking.workspace import home
 
-        MlflowClient(tracking_uri=mlflow_uri(self.resolved.spec, home())).set_tag(
-            run_id, "ups.trial_state", state
-        )
+        # the trial is over: an unreachable MLflow must not turn it into a failure, so the tag is spooled in the
+        # trial's run folder for `ups-exp sync`
+        client = MlflowClient(tracking_uri=mlflow_uri(self.resolved.spec, home()))
+        GuardedClient(client, run_id, home() / "runs" / run_id).set_tags({"ups.trial_state": state})

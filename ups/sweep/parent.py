@@ -70,24 +70,31 @@ def parent_run(resolved: ResolvedSpec, store, name: str, home) -> str | None:
     return run_id
 
 
-def finish_parent(resolved: ResolvedSpec, study, run_id: str | None, home, status: str = "FINISHED") -> None:
+def finish_parent(resolved: ResolvedSpec, study, run_id: str | None, home, status: str = "FINISHED") -> int:
+    """Close the parent run: the study's plots, its best value and trial, its status. Returns the number of those
+    writes spooled because MLflow did not answer (they wait in `runs/<parent id>/` for `ups-exp sync`); the trials
+    are done by now, so an outage must not fail the sweep or lose its summary."""
     if run_id is None:
-        return
+        return 0
     from mlflow.tracking import MlflowClient
 
     from ups.sweep.plots import save_study_plots
     from ups.tracking.session import mlflow_metric_name, mlflow_uri
+    from ups.tracking.spool import GuardedClient
 
-    client = MlflowClient(tracking_uri=mlflow_uri(resolved.spec, home))
+    client = GuardedClient(
+        MlflowClient(tracking_uri=mlflow_uri(resolved.spec, home)), run_id, home / "runs" / run_id
+    )
     if study is None:  # interrupted: the next sweep of this study reopens it
-        client.set_terminated(run_id, status=status)
-        return
+        client.set_terminated(status)
+        return client.spooled
     folder = home / "sweeps" / study.study_name
     folder.mkdir(parents=True, exist_ok=True)
     for path in save_study_plots(study, folder):
-        client.log_artifact(run_id, str(path))
+        client.log_artifact(path)
     best = best_trials(study)
     if isinstance(best, dict) and isinstance(best["value"], float):
-        client.log_metric(run_id, mlflow_metric_name(f"best/{resolved.spec.sweep.metric}"), best["value"])
-        client.set_tag(run_id, "ups.best_trial", str(best["number"]))
-    client.set_terminated(run_id, status="FINISHED")
+        client.log_metrics({mlflow_metric_name(f"best/{resolved.spec.sweep.metric}"): best["value"]})
+        client.set_tags({"ups.best_trial": str(best["number"])})
+    client.set_terminated("FINISHED")
+    return client.spooled

@@ -10,7 +10,7 @@ from ups.spec.errors import SpecError
 from ups.spec.redact import redact
 from ups.tracking import workspace
 from ups.tracking.session import connect
-from ups.tracking.spool import pending_runs, sync_run
+from ups.tracking.spool import SPOOL, pending_runs, sync_run
 
 
 def sync(runs: list[str], *, tracking_uri: str | None, wandb_timeout: float) -> bool:
@@ -26,7 +26,9 @@ def sync(runs: list[str], *, tracking_uri: str | None, wandb_timeout: float) -> 
     left = 0
     for run_id in runs:
         run_dir = home / "runs" / run_id
-        if not (run_dir / "run.json").is_file():
+        if (
+            not (run_dir / "run.json").is_file() and not (run_dir / SPOOL).is_file()
+        ):  # a sweep's parent: a spool
             raise SpecError("no such run in this workspace", file="command line", key="RUN_ID", got=run_id)
         sent, pending = sync_run(client, run_id, run_dir)
         left += pending
