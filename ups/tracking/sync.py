@@ -26,9 +26,8 @@ def sync(runs: list[str], *, tracking_uri: str | None, wandb_timeout: float) -> 
     left = 0
     for run_id in runs:
         run_dir = home / "runs" / run_id
-        if (
-            not (run_dir / "run.json").is_file() and not (run_dir / SPOOL).is_file()
-        ):  # a sweep's parent: a spool
+        # a run's folder, or a sweep parent's, which holds only the parent's spool
+        if not (run_dir / "run.json").is_file() and not (run_dir / SPOOL).is_file():
             raise SpecError("no such run in this workspace", file="command line", key="RUN_ID", got=run_id)
         sent, pending = sync_run(client, run_id, run_dir)
         left += pending
