@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from _ups import provenance_line
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,6 +67,7 @@ def _arm(model_name: str, compiled: bool, args) -> tuple[float, float]:
 
 
 def main() -> None:
+    print(provenance_line(), flush=True)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

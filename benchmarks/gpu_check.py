@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from _ups import provenance_line, run_group
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -161,7 +162,7 @@ def ddp(args, gpus: int) -> dict:
         *_passthrough(args),
     ]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.arm_timeout, cwd=ROOT)
+        done = run_group(cmd, timeout=args.arm_timeout, cwd=ROOT)
     except subprocess.TimeoutExpired:
         return {"arm": f"ddp x{gpus}", "error": f"timed out after {args.arm_timeout} s"}
     for line in done.stdout.splitlines():
@@ -185,9 +186,7 @@ def run_profile(args, label: str, overrides: list[str], *, load: bool, env_extra
         cmd = [sys.executable, "-m", "ups.cli", "run", str(spec), *overrides, "--json", "--no-progress"]
         started = time.perf_counter()
         try:
-            done = subprocess.run(
-                cmd, env=env, capture_output=True, text=True, timeout=args.arm_timeout, cwd=ROOT
-            )
+            done = run_group(cmd, env=env, timeout=args.arm_timeout, cwd=ROOT)
         except subprocess.TimeoutExpired:
             return {"arm": label, "error": f"timed out after {args.arm_timeout} s"}
         wall = time.perf_counter() - started
@@ -261,6 +260,7 @@ def table(rows: list[dict], base: float | None) -> str:
 
 
 def main() -> None:
+    print(provenance_line(), flush=True)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

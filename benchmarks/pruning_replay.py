@@ -35,6 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _ups import provenance_line  # noqa: E402
 from sweep_pruning import SPEC  # noqa: E402  (the same trials as the pruning benchmark)
 
 CONFIGS = [
@@ -168,6 +169,7 @@ def replay(args) -> None:
 
 
 def main() -> None:
+    print(provenance_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser("record", help="run a random sweep of full-length trials and save their curves")

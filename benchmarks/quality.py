@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _ups import run_ups
+from _ups import provenance_line, run_ups
 from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -348,6 +348,7 @@ def measure(args: argparse.Namespace, extra: list[str], home: Path) -> dict:
 
 
 def main() -> None:
+    print(provenance_line(), flush=True)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

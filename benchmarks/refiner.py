@@ -27,7 +27,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from _ups import run_ups
+from _ups import provenance, provenance_line, run_ups
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "ks_pipeline.yaml"
@@ -117,10 +117,15 @@ def report(rows: list[dict], extra: list[str]) -> None:
         )
     means = {key: statistics.fmean(r[key] for r in rows) for key, _ in COLS}
     intervals = {key: bootstrap([r[key] for r in rows]) for key in GAINS}
-    print(json.dumps({"rows": rows, "mean": means, "bootstrap95": intervals, "overrides": extra}))
+    print(
+        json.dumps(
+            {"rows": rows, "mean": means, "bootstrap95": intervals, "overrides": extra, **provenance()}
+        )
+    )
 
 
 def main() -> None:
+    print(provenance_line(), flush=True)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

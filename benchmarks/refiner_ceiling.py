@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _ups import provenance, provenance_line
 from refiner_variants import _pairs
 
 BANDS = ((1, 4), (4, 12), (12, 24), (24, 48), (48, None))
@@ -156,6 +157,7 @@ def spectrum_rows(op, states, params, dt) -> list[str]:
 
 
 def main() -> None:
+    print(provenance_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True, help="a KS operator run's checkpoint")
     parser.add_argument(
@@ -246,7 +248,7 @@ def main() -> None:
     print("| step | " + " | ".join(f"k {lo}–{hi - 1 if hi else 'end'}" for lo, hi in BANDS) + " |")
     print("|---|" + "---|" * len(BANDS))
     print("\n".join(spectrum_rows(op, states, params, dt)))
-    print(json.dumps({"rows": rows}))
+    print(json.dumps({"rows": rows, **provenance()}))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from _ups import provenance, provenance_line
 
 ROOT = Path(__file__).resolve().parent.parent
 K, EMA, BATCH = 3, 0.995, 32
@@ -128,6 +129,7 @@ def train_variant(
 
 
 def main() -> None:
+    print(provenance_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True, help="a KS operator run's checkpoint")
     parser.add_argument(
@@ -185,7 +187,7 @@ def main() -> None:
             f"| {r['variant']} | {r['val/corr_time']:.1f} | {r['val/corr_time'] / base:.2f} | {r['val/nrmse']:.5f} "
             f"| {r['val/nrmse_band_high']:.3f} | {r['val/rollout_nrmse@50']:.4f} | {levels} |"
         )
-    print(json.dumps({"rows": rows}))
+    print(json.dumps({"rows": rows, **provenance()}))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _ups import provenance_line
 from overhead import clean_env, commit, fresh_home
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +45,7 @@ def arm(tree: Path, work: Path, name: str, args) -> dict:
 
 
 def main() -> None:
+    print(provenance_line(), flush=True)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _ups import provenance_line
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SPEC = """\
@@ -104,6 +106,7 @@ def best(trials: list[dict]) -> float:
 
 
 def main() -> None:
+    print(provenance_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke version: 1 seed, 6 trials of 3 epochs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _ups import provenance_line
+
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("UPS_CONFIGS", str(ROOT / "configs"))
 WORK = Path(tempfile.mkdtemp(prefix="ups-bench-workers-"))  # every arm gets a fresh workspace below it
@@ -72,6 +74,7 @@ def run_arm(folder: Path, args, workers: int, tag: str = "") -> dict:
 
 
 def main() -> None:
+    print(provenance_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke version: 4 trials of 2 epochs")
     parser.add_argument("--trials", type=int, default=32)

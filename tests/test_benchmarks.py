@@ -30,3 +30,37 @@ def test_ratio_counts_epochs_to_the_first_trial_near_the_unpruned_best():
     # a pruner that stops every trial in its last epoch never reaches the target: the ratio is only a bound
     late = optuna.pruners.ThresholdPruner(upper=0.15, n_warmup_steps=3)
     assert replay.ratio(curves, 6, late, 0.02) == (1.0, False)
+
+
+def test_a_timed_out_arm_takes_its_whole_process_group_with_it(tmp_path):
+    """gpu_check's arms start torchrun (which starts ranks) or `ups-exp run` (which starts wandb-core): a timeout
+    kills all of them, not only the direct child."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _ups import run_group
+
+    pidfile = tmp_path / "grandchild.pid"
+    script = (
+        "import subprocess, sys, time; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); "
+        f"open({str(pidfile)!r}, 'w').write(str(p.pid)); time.sleep(300)"
+    )
+    started = time.monotonic()
+    try:
+        run_group([sys.executable, "-c", script], timeout=3)
+        raise AssertionError("the command should have timed out")
+    except subprocess.TimeoutExpired:
+        pass
+    assert time.monotonic() - started < 30
+    grandchild = int(pidfile.read_text())
+    time.sleep(0.5)
+    try:
+        os.kill(grandchild, 0)
+        alive = open(f"/proc/{grandchild}/stat").read().split()[2] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        alive = False
+    assert not alive, "the grandchild outlived the timeout"

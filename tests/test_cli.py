@@ -49,11 +49,32 @@ def test_show_prints_resolved_yaml(capsys):
     assert data["train"]["lr"] == 0.01 and data["data"]["nu"] == 0.01
 
 
-def test_usage_error_exit_2():
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], "ups-exp: the following arguments are required: COMMAND. See `ups-exp --help`."),
+        (["run"], "ups-exp run: the following arguments are required: SPEC. See `ups-exp run --help`."),
+        (["frobnicate"], "ups-exp: argument COMMAND: invalid choice: 'frobnicate'"),
+        (["run", "specs/burgers.yaml", "--bogus"], "ups-exp run: unrecognized arguments: --bogus."),
+        (
+            ["sweep", "specs/burgers_sweep.yaml", "--trials", "many"],
+            "ups-exp sweep: argument --trials: invalid int",
+        ),
+        (
+            ["export", "RUN", "--out", "x", "train.lr=1"],
+            "ups-exp export: takes no key=value overrides: train.lr=1.",
+        ),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(argv, expected):
     proc = subprocess.run(
-        [sys.executable, "-m", "ups.cli", "frobnicate"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "ups.cli", *argv], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith(expected), proc.stderr
+    assert "usage:" not in proc.stderr
+    if argv == ["run"]:
+        assert "key=value" not in proc.stderr  # overrides are optional: never listed as required
 
 
 @pytest.mark.parametrize(

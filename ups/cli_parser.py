@@ -5,9 +5,28 @@ from __future__ import annotations
 import argparse
 
 
+class UsageError(Exception):
+    """Bad usage of the command line: printed as one line, exit 2 (argparse would print its usage block)."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        self.prog, self.message = prog, message
+        super().__init__(f"{prog}: {message}")
+
+    def render(self) -> str:
+        return f"{self.prog}: {self.message}. See `{self.prog} --help`."
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with errors raised as one-line `UsageError`s (subcommand parsers are of this class too)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(self.prog, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Every subcommand and its flags (`ups-exp --help`)."""
-    parser = argparse.ArgumentParser(
+    """Every subcommand and its flags (`ups-exp --help`). `key=value` overrides are not an argparse positional
+    (it would call them required): `ups.cli` takes them from what argparse leaves over."""
+    parser = Parser(
         prog="ups-exp",
         description="Declarative experiments for neural PDE surrogates: one YAML spec → trained, tracked models.",
     )
@@ -15,11 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_spec(name: str, help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_)
-        p.add_argument("spec", metavar="SPEC", help="path to a spec YAML file (e.g. specs/burgers.yaml)")
-        p.add_argument(
-            "overrides", nargs="*", metavar="key=value", help="override spec keys, e.g. train.lr=3e-4"
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=help_ + ". Spec keys are overridden by `key=value` arguments (e.g. train.lr=3e-4).",
+            usage=f"ups-exp {name} SPEC [key=value ...] [options]",
         )
+        p.add_argument("spec", metavar="SPEC", help="path to a spec YAML file (e.g. specs/burgers.yaml)")
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         return p
 
@@ -69,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="--launcher slurm: CPUs per job (and torch threads)",
     )
+    sweep.add_argument(
+        "--slurm-max-requeues",
+        type=int,
+        default=3,
+        metavar="N",
+        help="--launcher slurm: resubmit a preempted worker job at most N times (default 3)",
+    )
     sweep.add_argument("--storage", help="Optuna storage URL (default sqlite:///$UPS_HOME/optuna.db)")
     sweep.add_argument("--study", help="study name (default: the spec's name)")
     sweep.add_argument("--new-study", action="store_true", help="start a fresh study instead of continuing")
@@ -88,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print a JSON summary as the last line of stdout"
     )
     evaluate = with_spec("eval", "score a registered model on the spec's test split, next to persistence")
-    evaluate.add_argument("--model", required=True, help="models:/NAME@ALIAS or models:/NAME/VERSION")
+    evaluate.add_argument(
+        "--model",
+        required=True,
+        help="models:/NAME@ALIAS, models:/NAME/VERSION, a run id, a .ckpt file or an exported folder",
+    )
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     export = sub.add_parser(
         "export",
@@ -101,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         "source", metavar="SOURCE", help="RUN_ID, models:/NAME@ALIAS, models:/NAME/VERSION or a .ckpt"
     )
     export.add_argument("--out", required=True, metavar="DIR", help="folder to write (created if missing)")
+    export.add_argument("--force", action="store_true", help="replace the files of a DIR that is not empty")
     export.add_argument(
         "--tracking-uri", help="MLflow store (default $MLFLOW_TRACKING_URI, then $UPS_HOME's)"
     )

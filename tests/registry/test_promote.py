@@ -164,7 +164,7 @@ def test_export_writes_plain_weights_that_load_strictly_and_predict_the_same(
             assert torch.equal(from_export(folder).predictor()(x, p, dt), expected)
     capsys.readouterr()
     assert main(["export", "nosuchrun", "--out", str(tmp_path / "none")]) == 2
-    assert "the run has no checkpoint; got 'nosuchrun'" in capsys.readouterr().err
+    assert "no such run; got 'nosuchrun'" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()  # nothing written for a bad source
 
 

@@ -18,14 +18,20 @@ from ups.spec.load import load_spec
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "ups.cli", *args], env=subprocess_env(home), cwd=ROOT, capture_output=True,
-        text=True, timeout=300,
+        [sys.executable, "-m", "ups.cli", *args], env=subprocess_env(home, UPS_STORE_WAIT_S="1"), cwd=ROOT,
+        capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
 
-def _one_line(done: subprocess.CompletedProcess, code: int, *needles: str) -> str:
+def _one_line(done: subprocess.CompletedProcess, code: int, *needles: str, waited: bool = False) -> str:
+    """The command's error, one line (after the one line that says it waits for a store, when it did)."""
     err = done.stderr.strip()
     assert done.returncode == code, done.stdout + done.stderr
+    lines = err.splitlines()
+    if waited:
+        assert "waiting up to 1 s" in lines[0], err
+        lines = lines[1:]
+    err = "\n".join(lines)
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     for needle in needles:
         assert needle in err, err
@@ -37,12 +43,15 @@ def test_expected_failures_are_one_line_with_their_exit_code(tmp_path):
     spec = sweep_spec(tmp_path, name="errs", trials=1, epochs=1, tracking="local")
     _one_line(_cli(home, "status", str(spec)), 2, "no study yet for this spec")
     _one_line(_cli(home, "promote", str(spec)), 2, "no study yet for this spec")
-    _one_line(_cli(home, "promote", str(spec), "--run", "f" * 32), 2, "--run")
-    _one_line(_cli(home, "eval", str(spec), "--model", "models:/nothing@champion"), 2, "--model", "nothing")
+    # a workspace where nothing was tracked: no store to read (and none is created by asking)
+    _one_line(_cli(home, "promote", str(spec), "--run", "f" * 32), 2, "no MLflow store")
+    _one_line(_cli(home, "eval", str(spec), "--model", "models:/nothing@champion"), 2, "no MLflow registry")
+    assert not (home / "mlflow.db").exists() and not (home / "optuna.db").exists()
+    # a storage server that does not answer: a bounded wait, then exit 1 naming the flag, the password masked
     unreachable = "postgresql://ups:canary-secret@127.0.0.1:9/none"
-    err = _one_line(_cli(home, "sweep", str(spec), "--storage", unreachable), 2, "sweep.storage")
-    assert "canary-secret" not in err and "***" in err
-    err = _one_line(_cli(home, "status", str(spec), "--storage", unreachable), 2, "sweep.storage")
+    err = _one_line(_cli(home, "sweep", str(spec), "--storage", unreachable), 1, "--storage", waited=True)
+    assert "canary-secret" not in err and "***" in err and "does not answer" in err
+    err = _one_line(_cli(home, "status", str(spec), "--storage", unreachable), 1, "--storage", waited=True)
     assert "canary-secret" not in err
 
 

@@ -1,6 +1,7 @@
-"""No credential anywhere (issue 11, point 1): canary secrets planted in the W&B key variable, in a PostgreSQL
-Optuna storage URL and in a PostgreSQL MLflow URI must not appear in the workspace, either store, the process
-list or any output, after a sweep with two workers, a promote and a status."""
+"""No credential anywhere, with real PostgreSQL stores: canary passwords holding '/' and given as `?password=`, in
+the spec file, in the environment and as command-line overrides, and a canary W&B key, must not appear in the
+workspace, either store, the command line of any process ups starts, or any output, after a sweep with two
+workers (with --debug), a status and a promote. (Without a database server: tests/reliability/test_leaks.py.)"""
 
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 def _argv_sampler(stop: threading.Event, seen: list[str]) -> None:
-    """Every process's full command line (what `ps -ww` shows), sampled until `stop`."""
+    """Every process's full command line (what `ps -ww` shows), as `PID ARGV` lines, sampled until `stop`."""
     while not stop.is_set():
         lines = []
         for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
             try:
-                lines.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+                text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                lines.append(f"{cmdline.parent.name} {text}")
             except OSError:  # the process ended
                 pass
         seen.append("\n".join(lines))
@@ -38,56 +40,87 @@ def _files_holding(folder: Path, secrets: dict[str, str]) -> list[str]:
     return found
 
 
+def _forms(url: str, password: str) -> tuple[str, str]:
+    """The same store's URL with the password raw in the userinfo (it holds '/', which SQLAlchemy accepts there),
+    and as a `?password=` parameter (percent-encoded)."""
+    from urllib.parse import quote
+
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    where = f"{u.host}:{u.port}/{u.database}"
+    return (
+        f"postgresql+psycopg://{u.username}:{password}@{where}",
+        f"postgresql+psycopg://{u.username}@{where}?password={quote(password, safe='')}",
+    )
+
+
 def test_canary_secrets_reach_no_file_store_argv_or_output(tmp_path):
     secrets = {
         "wandb key": uuid.uuid4().hex + uuid.uuid4().hex[:8],  # 40 characters, like a real key
-        "storage password": f"pgcanary{uuid.uuid4().hex[:16]}",
-        "mlflow password": f"mlcanary{uuid.uuid4().hex[:16]}",
+        "storage password": f"pg/canary{uuid.uuid4().hex[:16]}",
+        "mlflow password": f"ml/canary{uuid.uuid4().hex[:16]}",
     }
-    storage = postgres_database(secrets["storage password"])
-    mlflow_store = postgres_database(secrets["mlflow password"])
+    storage_slash, storage_query = _forms(
+        postgres_database(secrets["storage password"]), secrets["storage password"]
+    )
+    mlflow_slash, mlflow_query = _forms(
+        postgres_database(secrets["mlflow password"]), secrets["mlflow password"]
+    )
     home, user_home, specs = tmp_path / "home", tmp_path / "user_home", tmp_path / "specs"
     user_home.mkdir()
     specs.mkdir()
     spec = sweep_spec(
         specs, name="canary", trials=2, epochs=2, tracking="local", pruner="none", sampler="random"
     )
-    # the storage URL in the spec (a user's file, outside the workspace); the MLflow URI and W&B key in the env
-    spec.write_text(spec.read_text().replace("sweep: {", f"sweep: {{storage: '{storage}', "))
+    # in the spec (a user's file, outside the workspace): the storage as `?password=`; in the environment: the
+    # MLflow store with the '/' in its userinfo; on the command line: the other form of each
+    spec.write_text(spec.read_text().replace("sweep: {", f"sweep: {{storage: '{storage_query}', "))
     env = subprocess_env(
         home,
         HOME=str(user_home),
         OMP_NUM_THREADS="1",
         WANDB_API_KEY=secrets["wandb key"],
-        MLFLOW_TRACKING_URI=mlflow_store,
+        MLFLOW_TRACKING_URI=mlflow_slash,
     )
     outputs: list[str] = []
+    started: set[int] = set()
     stop, argv = threading.Event(), []
     sampler = threading.Thread(target=_argv_sampler, args=(stop, argv), daemon=True)
     sampler.start()
     try:
         for command in (
-            ["sweep", str(spec), "--workers", "2"],
-            ["status", str(spec)],
-            ["promote", str(spec)],
+            ["--debug", "sweep", str(spec), "--workers", "2"],
+            ["status", str(spec), f"sweep.storage={storage_slash}"],
+            ["promote", str(spec), f"sweep.storage={storage_slash}", f"tracking.mlflow.uri={mlflow_query}"],
         ):
-            done = subprocess.run(
-                [sys.executable, "-m", "ups.cli", *command], env=env, cwd=tmp_path, capture_output=True,
-                text=True, timeout=600,
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "ups.cli", *command], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
-            outputs.append(done.stdout + done.stderr)
-            assert done.returncode in (0, 3), f"{command}: {done.stdout}\n{done.stderr}"
+            started.add(proc.pid)  # what the user typed is theirs; what ups starts must hold no secret
+            out, err = proc.communicate(timeout=600)
+            outputs.append(out + err)
+            assert proc.returncode in (0, 3), f"{command}: {out}\n{err}"
     finally:
         stop.set()
         sampler.join()
     seen = [line for sample in argv for line in sample.splitlines() if "ups.cli" in line]
     assert any("--worker-index" in line for line in seen), f"the sampler never saw a worker: {set(seen)}"
 
-    leaks = [f"{n} in the process list" for n, s in secrets.items() if any(s in a for a in argv)]
+    leaks = [
+        f"{n} in the process list"
+        for n, s in secrets.items()
+        if any(
+            s in line and int(line.split(" ", 1)[0]) not in started
+            for sample in argv
+            for line in sample.splitlines()
+        )
+    ]
     leaks += [f"{n} in the output" for n, s in secrets.items() if any(s in o for o in outputs)]
     leaks += _files_holding(home, secrets) + _files_holding(user_home, secrets)
-    leaks += _files_holding(tmp_path, {k: v for k, v in secrets.items() if k != "storage password"})
-    for store in (storage, mlflow_store):
+    leaks += _files_holding(tmp_path / "home", {k: v for k, v in secrets.items()})
+    for store in (storage_slash, mlflow_slash):
         dump = postgres_dump(store)
         assert "canary" in dump  # the stores were used: runs, params and trials are in there
         leaks += [f"{n} in the store {store.split('@')[-1]}" for n, s in secrets.items() if s in dump]

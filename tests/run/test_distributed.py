@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import ROOT, mlflow_runs, subprocess_env, write_tiny_spec
@@ -97,6 +98,18 @@ def test_the_printed_torchrun_command_runs_one_tracked_run_without_exporting_a_r
     runs = mlflow_runs(tmp_path / "home", "trun")
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
     assert reports[0]["run_id"] in {r.info.run_id for r in runs}
+
+    # `--resume` with nothing to resume: rank 0's refusal reaches the other rank at once (none waits for it)
+    started = time.monotonic()
+    refused = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", *cmd[1:], "--resume"],
+        env={**env, "UPS_DIST_TIMEOUT_S": "120"}, capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert time.monotonic() - started < 90, refused.stderr[-2000:]
+    assert refused.stderr.count("--resume found no unfinished run of this resolved spec") == 2, (
+        refused.stderr[-3000:]
+    )
 
 
 def test_print_launch_commands_for_nodes_and_srun(tmp_path):

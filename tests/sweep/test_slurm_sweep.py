@@ -78,3 +78,26 @@ def test_slurm_launcher_skips_the_local_gpu_check(workspace, tmp_path):
 
 def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "UPS_SUBMITIT_CLUSTER"}
+
+
+def test_a_preempted_worker_job_is_resubmitted_up_to_its_bound(tmp_path):
+    """submitit's local executor stands in for SLURM: its job gets the signal SLURM sends before a preemption or
+    the end of the job's time (here after 2 s), the worker is stopped and the job resubmitted with the same argv,
+    at most `max_requeues` times (then it ends)."""
+    import time
+
+    import submitit
+
+    from ups.sweep.slurm import WorkerJob
+
+    starts = tmp_path / "starts.txt"
+    script = f"import time; open({str(starts)!r}, 'a').write('start\\n'); time.sleep(120)"
+    executor = submitit.LocalExecutor(folder=tmp_path / "jobs", max_num_timeout=10)
+    executor.update_parameters(timeout_min=4 / 60, signal_delay_s=2)
+    job = executor.submit(WorkerJob(max_requeues=2), [sys.executable, "-c", script])
+    deadline = time.monotonic() + 120
+    while not job.done():
+        assert time.monotonic() < deadline, "the job was resubmitted past its bound"
+        time.sleep(0.2)
+    assert starts.read_text().count("start") == 3  # the first run and two resubmissions
+    assert "checkpoint function returned None" in job.stderr() + job.stdout()

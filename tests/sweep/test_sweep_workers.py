@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -128,11 +129,16 @@ def test_workers_get_the_storage_url_through_their_environment_not_argv(tmp_path
 
     monkeypatch.setattr(driver.subprocess, "Popen", FakePopen)
     url = "postgresql://ups:canary-Pa55word@127.0.0.1:5432/optuna"
-    resolved = load_spec(sweep_spec(tmp_path, name="argv"))
+    override = "tracking.mlflow.uri=postgresql://u:over/ride-Pw@127.0.0.1:5432/mlflow"
+    resolved = load_spec(sweep_spec(tmp_path, name="argv"), [override, "train.lr=0.002"])
     driver._spawn_worker(resolved, url, "argv", target=4, index=1, threads=1)
-    assert not any("canary-Pa55word" in part for part in seen["cmd"])
-    assert "--storage" not in seen["cmd"]
+    assert not any("canary-Pa55word" in part or "ride-Pw" in part for part in seen["cmd"])
+    assert "--storage" not in seen["cmd"] and not any("=" in part for part in seen["cmd"])  # no override
     assert seen["env"][driver.STORAGE_ENV] == url
+    # the overrides (and the worker's thread share) reach it through its environment, in order
+    from ups.spec.overrides import OVERRIDES_ENV
+
+    assert json.loads(seen["env"][OVERRIDES_ENV]) == [override, "train.lr=0.002", "hardware.num_threads=1"]
     # and the worker reads it back; --storage still wins
     monkeypatch.setenv(driver.STORAGE_ENV, url)
     assert driver.storage_url(None, "sqlite:///configured.db", tmp_path) == url

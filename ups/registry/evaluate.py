@@ -1,4 +1,5 @@
-"""`ups-exp eval`: score a registered model on a spec's test split, next to its baselines."""
+"""`ups-exp eval`: score a model (registered, a run's, a checkpoint or an export) on a spec's test split, next to
+its baselines."""
 
 from __future__ import annotations
 
@@ -10,21 +11,28 @@ from ups.spec.load import ResolvedSpec
 from ups.tracking import workspace
 
 
-def eval_registered(resolved: ResolvedSpec, model_uri: str) -> dict[str, float]:
-    """`ups-exp eval`: a registered model's metrics on the spec's test split, next to its baselines."""
+def eval_model(resolved: ResolvedSpec, model_uri: str) -> dict[str, float]:
+    """A model's metrics on the spec's test split, next to its baselines. A source that does not exist is exit 2;
+    a store that cannot be read, exit 1."""
     import mlflow
 
-    from ups.loading import from_registered
-    from ups.tracking.session import mlflow_uri
+    from ups.loading import load
+    from ups.tracking.session import mlflow_uri, uri_key
     from ups.training.evaluate import evaluate_split
 
     home = workspace.home()
     workspace.contain_environment(home)
     uri = mlflow_uri(resolved.spec, home)
+    if model_uri.startswith("models:/"):
+        from ups.tracking.store import require_file, wait_for
+
+        require_file(uri, what="MLflow registry", key=uri_key(resolved.spec))
+        wait_for(uri, what="MLflow registry")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
-        loaded = from_registered(model_uri)
+        loaded = load(model_uri, home=home, tracking_uri=uri)
+        model = loaded.predictor()
     except SpecError as exc:
         raise exc.located(file="command line", key="--model") from None
     want = loaded.spec.data.sources()[0].num_points
@@ -39,5 +47,5 @@ def eval_registered(resolved: ResolvedSpec, model_uri: str) -> dict[str, float]:
     datamodule, _ = _data(
         dataclasses.replace(loaded, lineage=[*loaded.lineage[:-1], dataclasses.asdict(spec)]), home
     )
-    metrics, _ = evaluate_split(loaded.predictor(), datamodule, spec, "test")
+    metrics, _ = evaluate_split(model, datamodule, spec, "test")
     return metrics

@@ -60,13 +60,16 @@ def _candidate_run(
 ):
     from ups.spec.metrics import select_direction
     from ups.tracking.session import mlflow_metric_name
+    from ups.tracking.store import is_not_found, unavailable
 
     reg = resolved.spec.registry
     if run_id:
         try:
             return client.get_run(run_id)
-        except Exception:
-            raise SpecError("no such MLflow run", file="command line", key="--run", got=run_id) from None
+        except Exception as exc:  # only "not found" is bad input; a store that fails is exit 1
+            if is_not_found(exc):
+                raise SpecError("no such MLflow run", file="command line", key="--run", got=run_id) from None
+            raise unavailable(exc, client.tracking_uri) from exc
     import optuna
 
     from ups.sweep.status import study_status
@@ -80,7 +83,10 @@ def _candidate_run(
             hint="Run `ups-exp sweep` first (with MLflow tracking on).",
         )
     metric = mlflow_metric_name(reg.select_metric)
-    runs = [r for r in (client.get_run(i) for i in ids) if metric in r.data.metrics]
+    try:
+        runs = [r for r in (client.get_run(i) for i in ids) if metric in r.data.metrics]
+    except Exception as exc:
+        raise unavailable(exc, client.tracking_uri) from exc
     if not runs:
         raise SpecError(
             f"no trial of study '{status['study']}' logged {reg.select_metric}",
@@ -118,12 +124,14 @@ def promote(
 ) -> PromoteResult:
     """Register the best trial of `study` (in `storage`, default as `sweep`) or the run `run_id`, behind the gates."""
     import mlflow
-    from mlflow.tracking import MlflowClient
 
     from ups.loading import from_checkpoint, run_checkpoint
-    from ups.tracking.session import mlflow_uri
+    from ups.registry.aliases import check_alias
+    from ups.tracking.session import mlflow_uri, uri_key
+    from ups.tracking.store import open_store
     from ups.training.evaluate import evaluate_split
 
+    check_alias(alias)  # before anything is read or registered
     spec = resolved.spec
     if not spec.tracking.mlflow.enabled:
         raise SpecError(
@@ -134,33 +142,43 @@ def promote(
         )
     home = workspace.home()
     workspace.contain_environment(home)
-    uri = mlflow_uri(spec, home)
-    mlflow.set_tracking_uri(uri)
+    uri, key = mlflow_uri(spec, home), uri_key(spec)
+    if not run_id:  # no study, no candidate: said before the tracking store is opened
+        from ups.sweep.status import study_status
+
+        study_status(resolved, study=study, storage=storage)
+    client = open_store(uri, key=key, create=False)
+    mlflow.set_tracking_uri(uri)  # (MLflow also exports it as $MLFLOW_TRACKING_URI)
     mlflow.set_registry_uri(uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     name = spec.registry.model_name or spec.name
-    scratch = Path(tempfile.mkdtemp(prefix="ups-promote-"))
 
     run = _candidate_run(client, resolved, study=study, run_id=run_id, storage=storage)
-    candidate = from_checkpoint(
-        run_checkpoint(run.info.run_id, home=home, client=client), run_id=run.info.run_id
-    )
-    cand_spec, cand_model = candidate.spec, candidate.predictor()
-    datamodule, sources = _data(candidate, home)
-    cand_metrics, cand_samples = evaluate_split(cand_model, datamodule, cand_spec, "test")
+    with tempfile.TemporaryDirectory(prefix="ups-promote-") as scratch:
+        ckpt = run_checkpoint(run.info.run_id, home=home, client=client, scratch=Path(scratch))
+        candidate = from_checkpoint(ckpt, run_id=run.info.run_id)
+        cand_spec, cand_model = candidate.spec, candidate.predictor()
+        datamodule, sources = _data(candidate, home)
+        cand_metrics, cand_samples = evaluate_split(cand_model, datamodule, cand_spec, "test")
 
-    with _locked(home / "registry" / f"{name}.lock"):
-        return _decide(
-            client, resolved, name, alias, run, candidate, datamodule, sources, cand_metrics, cand_samples,
-            dry_run, scratch,
-        )  # fmt: skip
+        with _locked(home / "registry" / f"{name}.lock"):
+            return _decide(
+                client, resolved, name, alias, run, candidate, datamodule, sources, cand_metrics, cand_samples,
+                dry_run, Path(scratch),
+            )  # fmt: skip
 
 
 def _alias_version(client, name: str, alias: str):
+    """The version behind `alias`, or None when the registry answers that there is none. A registry that cannot be
+    read is StoreUnavailable: "cannot read the champion" is never "no champion" (no gate passes on it, no alias
+    moves)."""
+    from ups.tracking.store import is_not_found, unavailable
+
     try:
         return client.get_model_version_by_alias(name, alias)
-    except Exception:
-        return None
+    except Exception as exc:
+        if is_not_found(exc):
+            return None
+        raise unavailable(exc, client.tracking_uri, "MLflow registry") from exc
 
 
 def _decide(
@@ -275,6 +293,7 @@ def _register(
 
     import ups.registry.pyfunc as code
     from ups.data.source import combined_fingerprint
+    from ups.loading import sha256_of
     from ups.run.report import model_card
     from ups.tracking.session import git_commit
 
@@ -302,6 +321,7 @@ def _register(
         "data_fingerprint": fingerprint,
         "spec": dataclasses.asdict(spec),
         "run_id": run.info.run_id,
+        "sha256": {"weights.npz": sha256_of(weights)},
         "ups_version": __version__,
     }
     cfg_path = scratch / "config.json"

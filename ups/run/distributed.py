@@ -93,6 +93,36 @@ def broadcast_from_zero(rank: int, make: Callable[[], T], share: Callable[[T], s
     return result, box[0]
 
 
+def agree_on_zero(rank: int, make: Callable[[], T]) -> T | None:
+    """Rank 0 calls `make()`; if it raises, every rank raises the same one-line error at once (a SpecError stays a
+    SpecError: exit 2 on every rank). Returns rank 0's result there, None elsewhere."""
+    import torch.distributed as dist
+
+    from ups.spec.errors import SpecError
+
+    box: list = [None]
+    result = None
+    if rank == 0:
+        try:
+            result = make()
+        except SpecError as exc:
+            box[0] = ("spec", str(exc))
+            raise
+        except BaseException as exc:
+            box[0] = ("other", f"{exc.__class__.__name__}: {exc}")
+            raise
+        finally:
+            dist.broadcast_object_list(box, src=0)
+        return result
+    dist.broadcast_object_list(box, src=0)
+    if box[0] is not None:
+        kind, message = box[0]
+        if kind == "spec":
+            raise SpecError(message.rstrip("."))
+        raise RuntimeError(f"rank 0 failed: {message}")
+    return None
+
+
 def launch_command(spec, spec_file: str, overrides: list[str] | tuple[str, ...], launcher: str) -> str:
     """The torchrun or srun command that runs `ups-exp run` for the profile on every node."""
     h = spec.hardware

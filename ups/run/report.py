@@ -38,8 +38,9 @@ def metrics_table(metrics: dict[str, float], *, wall_seconds: float, where: list
                 continue
             model = metrics[key]
             head, _, last = name.rpartition("/")
-            base = metrics.get(f"{split}/{head + '/' if head else ''}persistence_{last}", float("nan"))
-            rows.append((key, f"{model:.4g}", f"{base:.4g}", f"{model / base:.3f}" if base else "-"))
+            base = metrics.get(f"{split}/{head + '/' if head else ''}persistence_{last}")
+            shown = f"{base:.4g}" if base is not None else "-"
+            rows.append((key, f"{model:.4g}", shown, f"{model / base:.3f}" if base else "-"))
         solver = metrics.get(f"{split}/solver_rollout_nrmse")
         if solver and f"{split}/rollout_nrmse" in metrics:
             model = metrics[f"{split}/rollout_nrmse"]

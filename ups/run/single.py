@@ -119,20 +119,20 @@ def run_spec(
     workspace.contain_environment(home)
     rank = global_rank(spec.hardware.devices)
 
-    record = None
-    if resume and rank == 0:
-        record = RunRecord.latest_unfinished(home, resolved.fingerprint())
-        if record is None:
+    def unfinished() -> RunRecord:
+        found = RunRecord.latest_unfinished(home, resolved.fingerprint())
+        if found is None:
             raise SpecError(
                 "--resume found no unfinished run of this resolved spec",
                 file=str(resolved.path),
                 hint="The spec and every override must be identical to the interrupted run's; run without --resume to start afresh.",
             )
+        return found
 
     import lightning.pytorch as L
     import torch
 
-    from ups.run.distributed import broadcast_from_zero, rank_zero_first, start_process_group
+    from ups.run.distributed import agree_on_zero, broadcast_from_zero, rank_zero_first, start_process_group
     from ups.spec.redact import redact_tree
     from ups.tracking.session import RUN_ID_ENV, base_tags, start_tracking
     from ups.training.stages import stage_of
@@ -144,6 +144,11 @@ def run_spec(
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     stage = stage_of(spec)
     launched = start_process_group(spec.hardware.accelerator)  # torchrun/srun started every rank: group first
+    record = None
+    if resume and launched:  # rank 0 decides; a refusal reaches every rank at once (none waits at a barrier)
+        record = agree_on_zero(rank, unfinished)
+    elif resume and rank == 0:
+        record = unfinished()
     upstream = _upstream(resolved, stage, home, trial.upstream if trial else None)
     L.seed_everything(spec.seed, workers=True, verbose=False)
     datamodule, data_fingerprint = rank_zero_first(
@@ -183,6 +188,10 @@ def run_spec(
             trial.on_start(session.run_id)
         last = session.run_dir / "checkpoints" / "last.ckpt"
         ckpt_path = str(last) if resume and last.is_file() else None
+        if ckpt_path:
+            from ups.loading import verify_checksum
+
+            verify_checksum(last)
         if resume:
             log.info("resuming run %s from %s", session.run_id, ckpt_path or "the start (no checkpoint yet)")
         trainer, ckpt_cb = build_trainer(
@@ -198,6 +207,11 @@ def run_spec(
             if trainer.interrupted:
                 raise RunInterrupted("training was interrupted")
             best = ckpt_cb.best_model_path or ckpt_cb.last_model_path
+            if best:  # the checkpoint whose metrics are logged: what promote, export and pipelines use
+                from ups.loading import verify_checksum
+
+                verify_checksum(Path(best))
+                session.remember_best(Path(best))
             budget = _training_budget(trainer)
             if trial is not None:  # training is over: the final validation must not report or prune again
                 trainer.callbacks = [c for c in trainer.callbacks if all(c is not t for t in trial.callbacks)]
@@ -270,6 +284,9 @@ def _report(
             session.log_artifact(path)
         if spec.tracking.mlflow.log_checkpoint and best:
             session.log_artifact(Path(best), "checkpoints")
+            sidecar = Path(best + ".sha256")
+            if sidecar.is_file():
+                session.log_artifact(sidecar, "checkpoints")
         if session.mlflow_uri:
             uri = redact(session.mlflow_uri)
             where.append(

@@ -40,7 +40,9 @@ class SpecError(ValueError):
         text = "".join(parts) + "."
         if self.hint:
             text += f" {self.hint}"
-        return " ".join(text.split())  # always one line
+        from ups.spec.redact import redact
+
+        return redact(" ".join(text.split()))  # always one line, never a credential (a bad URL is echoed)
 
     def located(self, *, file: str | None = None, key: str | None = None) -> SpecError:
         """The same error, with a file/key filled in where it had none."""

@@ -79,6 +79,15 @@ def storage_url(given: str | None, configured: str | None, home) -> str:
     return given or os.environ.get(STORAGE_ENV) or configured or default_storage(home)
 
 
+def storage_key(given: str | None, configured: str | None) -> str | None:
+    """Where `storage_url` took the URL from, as errors name it (None: the workspace's default)."""
+    if given:
+        return "--storage"
+    if os.environ.get(STORAGE_ENV):
+        return f"${STORAGE_ENV}"
+    return "sweep.storage" if configured else None
+
+
 def run_sweep(
     resolved: ResolvedSpec,
     *,
@@ -111,7 +120,7 @@ def run_sweep(
         worker_gpus(
             resolved, workers
         )  # enough GPUs for the workers: checked before the study or a run exists
-    store = make_storage(url, cfg)
+    store = make_storage(url, cfg, key=storage_key(storage, cfg.storage))
     target = trials or cfg.trials
 
     if worker_index is not None:  # a worker started by a coordinator
@@ -229,28 +238,35 @@ def _spawn_worker(
     *,
     gpus: str | None = None,
 ) -> subprocess.Popen:
-    cmd = worker_argv(resolved, name, target, index, threads)
-    # the storage URL may hold a password: through the environment, never argv (`ps` and W&B show argv)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), STORAGE_ENV: url}
+    cmd = worker_argv(resolved, name, target, index)
+    # the storage URL and the overrides may hold a password: through the environment, never argv (`ps` and W&B
+    # show argv)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), STORAGE_ENV: url, **worker_env(resolved, threads)}
     if gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpus
     env.pop("UPS_RUN_ID", None)
     return subprocess.Popen(cmd, env=env)
 
 
-def worker_argv(resolved: ResolvedSpec, name: str, target: int, index: int, threads: int | None) -> list[str]:
-    """The command of worker `index` (a local process or a SLURM job); the storage URL is never in it."""
+def worker_env(resolved: ResolvedSpec, threads: int | None) -> dict[str, str]:
+    """The environment that hands a worker the coordinator's overrides (and its share of the threads)."""
+    from ups.spec.overrides import child_env
+
     pinned = (
         [] if resolved.spec.hardware.num_threads or threads is None else [f"hardware.num_threads={threads}"]
     )
+    return child_env([*resolved.overrides, *pinned])
+
+
+def worker_argv(resolved: ResolvedSpec, name: str, target: int, index: int) -> list[str]:
+    """The command of worker `index` (a local process or a SLURM job). Neither the storage URL nor the overrides
+    are in it: they travel in the environment (`worker_env`)."""
     return [
         sys.executable,
         "-m",
         "ups.cli",
         "sweep",
         str(Path(resolved.path).resolve()),
-        *resolved.overrides,
-        *pinned,
         "--study",
         name,
         "--trials",

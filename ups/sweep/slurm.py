@@ -39,18 +39,57 @@ class SlurmOptions:
     partition: str | None = None
     timeout_min: int = 24 * 60
     cpus_per_worker: int | None = None
+    max_requeues: int = 3
+    """A worker job that SLURM preempts (or that runs out of time) is resubmitted at most this many times."""
 
 
 class WorkerJobFailed(RuntimeError):
     """A worker job's `ups-exp sweep --worker-index` exited with an error."""
 
 
-def run_worker_job(argv: list[str]) -> int:
-    """What a submitted job runs: one worker, its output streamed to the job's log. Picklable by reference."""
-    code = subprocess.run(argv, check=False).returncode
-    if code not in (0, INTERRUPTED_EXIT):
-        raise WorkerJobFailed(redact(f"worker exited {code}: {' '.join(argv[3:])}"))
-    return code
+class WorkerJob:
+    """What a submitted job runs: one worker, its output streamed to the job's log.
+
+    submitit calls `checkpoint` when SLURM signals a preemption or the end of the job's time: the worker gets a
+    SIGTERM (its trial is recorded as interrupted and queued again), and the job is resubmitted, with the same
+    argv, while `requeues < max_requeues`. The study holds all progress, so a resubmitted worker just goes on."""
+
+    def __init__(self, max_requeues: int = 3, requeues: int = 0) -> None:
+        self.max_requeues, self.requeues = max_requeues, requeues
+        self._proc: subprocess.Popen | None = None
+
+    def __call__(self, argv: list[str]) -> int:
+        self._proc = subprocess.Popen(argv)
+        # polled, not wait(): a blocking wait holds the Popen's lock, and the preemption handler (`checkpoint`,
+        # called from a signal while we are here) must be able to wait for the worker to stop
+        while (code := self._proc.poll()) is None:
+            time.sleep(0.5)
+        if code not in (0, INTERRUPTED_EXIT):
+            raise WorkerJobFailed(redact(f"worker exited {code}: {' '.join(argv[3:])}"))
+        return code
+
+    def checkpoint(self, argv: list[str]):
+        self._stop_worker()
+        if self.requeues >= self.max_requeues:
+            log.warning("worker job preempted %d time(s): not resubmitted again", self.requeues + 1)
+            return None
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(WorkerJob(self.max_requeues, self.requeues + 1), argv)
+
+    def _stop_worker(self, grace: float = 30.0) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def __getstate__(self) -> dict:
+        return {"max_requeues": self.max_requeues, "requeues": self.requeues, "_proc": None}
 
 
 def cluster() -> str:
@@ -89,7 +128,7 @@ def run_slurm_workers(
             "--launcher slurm needs submitit", file="command line", hint="pip install 'submitit>=1.5'"
         ) from None
 
-    from ups.sweep.driver import worker_argv
+    from ups.sweep.driver import worker_argv, worker_env
 
     hw = resolved.spec.hardware
     kind = cluster()
@@ -110,9 +149,10 @@ def run_slurm_workers(
     threads = options.cpus_per_worker
     if kind == "local" and threads is None:  # one machine: share its cores as local workers do
         threads = max(1, (os.cpu_count() or 1) // workers)
-    with scoped_env(**{storage_env: url}):  # the jobs' environment is taken at submission; never pickled
+    # the jobs' environment is taken at submission (the storage URL, the overrides); it is never pickled
+    with scoped_env(**{storage_env: url}, **worker_env(resolved, threads)):
         jobs = [
-            executor.submit(run_worker_job, worker_argv(resolved, name, target, k, threads))
+            executor.submit(WorkerJob(options.max_requeues), worker_argv(resolved, name, target, k))
             for k in range(workers)
         ]
     log.warning(

@@ -15,27 +15,32 @@ def study_status(
 ) -> dict[str, Any]:
     import optuna
 
-    from ups.sweep.driver import storage_url
+    from ups.sweep.driver import storage_key, storage_url
     from ups.sweep.parent import best_trials
-    from ups.sweep.study import make_storage, outcome
+    from ups.sweep.study import default_storage, make_storage, outcome
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    home = workspace.home()
+    home = workspace.home(create=False)
     url = storage_url(storage, resolved.spec.sweep.storage, home)
-    store = make_storage(url, resolved.spec.sweep)
     base = study or resolved.spec.name
+    start = (
+        f"Start one: ups-exp sweep {resolved.path}"
+        if resolved.search_space is not None
+        else "This spec names no search space, so it has no study: sweep a spec that sets `search_space:`."
+    )
+    no_study = SpecError("no study yet for this spec", file=str(resolved.path), got=base, hint=start)
+    if url == default_storage(home) and not (home / "optuna.db").is_file():
+        raise no_study  # read-only: the workspace's default storage is not created by asking
+    store = make_storage(
+        url, resolved.spec.sweep, key=storage_key(storage, resolved.spec.sweep.storage), create=False
+    )
     ours = [
         s
         for s in optuna.get_all_study_summaries(store, include_best_trial=False)
         if s.user_attrs.get("ups.base_name") == base or s.study_name == base
     ]
     if not ours:
-        raise SpecError(
-            "no study yet for this spec",
-            file=str(resolved.path),
-            got=base,
-            hint=f"Start one: ups-exp sweep {resolved.path}",
-        )
+        raise no_study
     name = max(ours, key=lambda s: s.user_attrs.get("ups.created", 0)).study_name
     st = optuna.load_study(study_name=name, storage=store)
     rows = []

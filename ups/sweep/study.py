@@ -6,6 +6,7 @@ A study is identified by its name; its user attributes record what makes its tri
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,6 +24,7 @@ from ups.spec.load import ResolvedSpec
 from ups.spec.metrics import direction, sweep_direction
 from ups.spec.redact import redact
 from ups.spec.schema import DEFAULTS_EPOCH, SweepConfig
+from ups.tracking.store import normalize_url
 
 log = logging.getLogger(__name__)
 
@@ -57,54 +59,70 @@ def default_storage(home: Path) -> str:
     return f"sqlite:///{home / 'optuna.db'}"
 
 
-def normalize_url(url: str) -> str:
-    """`postgresql://` means psycopg 3 here (SQLAlchemy would pick psycopg2)."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
+def make_storage(
+    url: str, cfg: SweepConfig, *, key: str | None = "sweep.storage", create: bool = True
+) -> optuna.storages.BaseStorage:
+    """RDB storages get a heartbeat, so a killed worker's trial is failed and retried; `journal:PATH` has none.
 
+    `key` names where the URL came from (`--storage`, `$UPS_SWEEP_STORAGE`, `sweep.storage`) in errors. A server
+    that does not answer is waited for (bounded: ups.tracking.store), then StoreUnavailable. Without `create` (a
+    read-only command) a storage file that does not exist is an error, not a new empty file. The first use of a
+    sqlite file creates its tables under a lock beside it."""
+    from ups.tracking.store import require_file, schema_lock, sqlite_path, wait_for
 
-def make_storage(url: str, cfg: SweepConfig) -> optuna.storages.BaseStorage:
-    """RDB storages get a heartbeat, so a killed worker's trial is failed and retried; `journal:PATH` has none."""
+    where = {"file": "command line"} if key and key.startswith("-") else {}
     if url.startswith("journal:"):
         from optuna.storages import journal
 
         path = url.split(":", 1)[1]
+        if not create and not Path(path).is_file():
+            raise SpecError(f"no Optuna journal at {path}", key=key, got=url, **where)
         return optuna.storages.JournalStorage(
             journal.JournalFileBackend(path, lock_obj=journal.JournalFileOpenLock(path))
         )
     url = normalize_url(url)
+    if not create:
+        require_file(url, what="Optuna storage", key=key)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    wait_for(url, what="Optuna storage", key=key)
+    file = sqlite_path(url)
     try:
-        for attempt in range(4):
-            try:
-                return optuna.storages.RDBStorage(
-                    url,
-                    heartbeat_interval=cfg.heartbeat_seconds,
-                    grace_period=cfg.grace_seconds,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                        max_retry=cfg.max_retries
-                    ),
-                    engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
-                )
-            except ModuleNotFoundError:
-                raise
-            except Exception as exc:  # two coordinators creating a fresh database's tables at once: one loses
-                if attempt == 3 or not _lost_a_schema_race(exc):
-                    raise
-                log.debug("opening the Optuna storage failed (%s); retrying", exc.__class__.__name__)
-                time.sleep(0.5 * (attempt + 1))
+        with schema_lock(file) if file is not None else contextlib.nullcontext():
+            return _rdb_storage(url, cfg)
     except ModuleNotFoundError as exc:
         raise SpecError(
             f"the storage needs a driver that is not installed ({exc.name})",
-            key="sweep.storage",
+            key=key,
             got=redact(url),
             hint="pip install 'ups[postgres]' (psycopg 3) for postgresql:// URLs.",
+            **where,
         ) from None
-    except Exception as exc:  # connection refused, bad URL...
+    except Exception as exc:  # a bad URL, a permission denied...
         raise SpecError(
-            f"cannot open the Optuna storage ({exc.__class__.__name__})", key="sweep.storage", got=redact(url)
+            f"cannot open the Optuna storage ({exc.__class__.__name__})", key=key, got=redact(url), **where
         ) from None
+
+
+def _rdb_storage(url: str, cfg: SweepConfig) -> optuna.storages.RDBStorage:
+    for attempt in range(4):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=cfg.heartbeat_seconds,
+                grace_period=cfg.grace_seconds,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=cfg.max_retries
+                ),
+                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+            )
+        except ModuleNotFoundError:
+            raise
+        except Exception as exc:  # two coordinators creating a fresh database's tables at once: one loses
+            if attempt == 3 or not _lost_a_schema_race(exc):
+                raise
+            log.debug("opening the Optuna storage failed (%s); retrying", exc.__class__.__name__)
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _lost_a_schema_race(exc: Exception) -> bool:

@@ -36,8 +36,8 @@ def mlflow_metric_name(name: str) -> str:
 
 
 def _mlflow_logger(guard):
-    """Lightning's MLflow logger for one run, writing through the run's GuardedClient: synchronous at
-    `train.log_every_n_steps`, and spooled (never raised, never retried for minutes) while the store is down.
+    """Lightning's MLflow logger for one run, writing through the run's GuardedClient at `train.log_every_n_steps`:
+    handed to its sender thread (a step never waits for the store), and spooled while the store is down.
     The flattened, redacted spec is the run's params (logged once by the session), so hparams are not re-logged."""
     from lightning.pytorch.loggers.logger import Logger
     from lightning.pytorch.utilities import rank_zero_only
@@ -131,6 +131,15 @@ class TrackingSession:
             if logger.__class__.__name__ == "WandbLogger":
                 logger.experiment.summary.update(tags)
 
+    def remember_best(self, path: Path) -> None:
+        """Record which checkpoint is the run's best (run.json and the MLflow tag `ups.best_checkpoint`)."""
+        if self.record is None:
+            return
+        self.record.best_checkpoint = str(path)
+        self.record.save(self.home)
+        if self._guard is not None:
+            self._guard.set_tags({"ups.best_checkpoint": path.name})
+
     def finish(self, status: str, *, record_status: str | None = None, reason: str | None = None) -> None:
         """status: FINISHED | FAILED | KILLED, in MLflow, W&B and run.json (which `--resume` reads; `record_status`
         overrides it there). `reason` (why it FAILED) goes to all three, redacted: tag `ups.fail_reason`.
@@ -147,6 +156,7 @@ class TrackingSession:
             if reason:
                 self._guard.set_tags({"ups.fail_reason": reason})
             self._guard.set_terminated(status)
+            self._guard.flush()  # what is still queued is sent, or spooled (bounded)
         for logger in self.loggers:
             if logger.__class__.__name__ == "WandbLogger":
                 import wandb
@@ -160,26 +170,18 @@ class TrackingSession:
         release_run(self._lock)
 
 
-def connect(uri: str):
-    """An MlflowClient whose store is ready. A fresh database store creates its tables on first use; two processes
-    doing that at once (coordinators on two machines) collide, and the loser retries."""
-    from mlflow.tracking import MlflowClient
+def connect(uri: str, *, key: str | None = None):
+    """An MlflowClient whose store answers and has its schema (bounded wait, race-free first use)."""
+    from ups.tracking.store import open_store
 
-    for attempt in range(4):
-        try:
-            client = MlflowClient(tracking_uri=uri)  # a database store migrates its schema here
-            client.search_experiments(max_results=1)
-            return client
-        except Exception as exc:
-            if attempt == 3 or exc.__class__.__name__ not in (
-                "IntegrityError",
-                "OperationalError",
-                "MlflowException",
-            ):
-                raise
-            log.debug("opening the MLflow store failed (%s); retrying", exc.__class__.__name__)
-            time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
+    return open_store(uri, key=key)
+
+
+def uri_key(spec) -> str | None:
+    """Where `mlflow_uri` took the URI from, as errors name it."""
+    if spec.tracking.mlflow.uri:
+        return "tracking.mlflow.uri"
+    return "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else None
 
 
 def mlflow_uri(spec, home: Path) -> str:
@@ -230,7 +232,7 @@ def start_tracking(
     uri = mlflow_uri(spec, home)
     client = None
     if mlflow_on:
-        client = connect(uri)
+        client = connect(uri, key=uri_key(spec))
     lock = None
     if resume is not None:
         run_id, run_name = resume.run_id, resume.run_name
@@ -269,8 +271,13 @@ def start_tracking(
         mlflow_uri=uri if mlflow_on else None,
         _client=client,
         _lock=lock,
-        _guard=GuardedClient(client, run_id, home / "runs" / run_id) if client is not None else None,
+        _guard=GuardedClient(client, run_id, home / "runs" / run_id, background=True)
+        if client is not None
+        else None,
     )
+    if resume is not None and session._guard is not None:
+        if sent := session._guard.adopt():  # what the interrupted attempt spooled during an outage
+            log.info("sent %d item(s) the earlier attempt of run %s had spooled", sent, run_id)
     try:
         if client is not None and resume is None:
             client.log_batch(run_id, params=[_param(k, v) for k, v in flat_params(resolved).items()])
@@ -317,8 +324,12 @@ def _loggers(resolved: ResolvedSpec, session: TrackingSession, uri: str, tags: d
             },
         )
         loggers.append(wandb_logger)
+        from ups.console import redacted_argv
+
+        with redacted_argv():  # wandb.init records the command line
+            folder = Path(wandb_logger.experiment.dir).parent
         if client is not None:
-            client.set_tag(run_id, "wandb.dir", str(Path(wandb_logger.experiment.dir).parent))
+            client.set_tag(run_id, "wandb.dir", str(folder))
     return loggers
 
 

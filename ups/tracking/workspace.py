@@ -11,9 +11,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
-def home() -> Path:
+def home(*, create: bool = True) -> Path:
+    """$UPS_HOME (default ./experiments), made unless `create` is False (read-only commands make nothing)."""
     path = Path(os.environ.get("UPS_HOME", "experiments")).expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -82,6 +84,8 @@ class RunRecord:
     wandb_run_id: str | None = None
     reason: str | None = None
     """Why it FAILED (redacted), or None."""
+    best_checkpoint: str | None = None
+    """The checkpoint whose metrics the run logged (the one promote, export and pipelines load)."""
     host: str | None = None
     pid: int | None = None
     """Where the process that last ran it lives (shown when `--resume` refuses a live run)."""

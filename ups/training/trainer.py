@@ -12,8 +12,27 @@ from ups.spec.schema import Spec
 from ups.training.optim import mode
 
 
+class ChecksummedCheckpoint(ModelCheckpoint):
+    """Lightning's checkpointing, with a `<file>.sha256` beside every checkpoint (removed with it), which
+    `ups.loading` checks wherever a checkpoint is read."""
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        if trainer.is_global_zero:
+            from ups.loading import write_checksum
+
+            write_checksum(Path(filepath))
+
+    def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        super()._remove_checkpoint(trainer, filepath)
+        if trainer.is_global_zero:
+            from ups.loading import CHECKSUM_SUFFIX
+
+            Path(filepath + CHECKSUM_SUFFIX).unlink(missing_ok=True)
+
+
 def checkpoint_callback(spec: Spec, run_dir: Path) -> ModelCheckpoint:
-    return ModelCheckpoint(
+    return ChecksummedCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="epoch{epoch:03d}",
         auto_insert_metric_name=False,
