@@ -74,6 +74,10 @@ def test_docs_point_nowhere_outside_the_repository(doc):
     text = doc.read_text()
     assert "../shared" not in text and "DESIGN.md" not in text and "FACTS.md" not in text
     assert not re.search(r"\b[Ii]ssues? #?\d+", text), re.search(r".{40}\b[Ii]ssues? #?\d+.{40}", text)
-    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):  # relative links resolve inside the repository
+    for target in re.findall(
+        r"\]\(([^)#]+)(?:#[^)]*)?\)", text
+    ):  # relative links resolve inside the repository
         if not target.startswith(("http://", "https://", "mailto:")):
-            assert (doc.parent / target).resolve().is_relative_to(ROOT) and (doc.parent / target).exists(), target
+            assert (doc.parent / target).resolve().is_relative_to(ROOT) and (doc.parent / target).exists(), (
+                target
+            )

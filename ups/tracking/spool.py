@@ -182,7 +182,9 @@ class GuardedClient:
                 if item is not None:
                     left.append(item)
             self._in_flight = None
-        log.warning("MLflow did not take %d item(s) within %.0f s: spooled for `ups-exp sync`", len(left), timeout)
+        log.warning(
+            "MLflow did not take %d item(s) within %.0f s: spooled for `ups-exp sync`", len(left), timeout
+        )
         for op, payload, _send in left:
             self._spool(op, payload)
 
