@@ -92,7 +92,7 @@ def test_a_run_outlives_its_tracking_server_and_sync_sends_the_rest_once(tmp_pat
 @pytest.mark.slow
 def test_sync_uploads_offline_wandb_runs_only_with_a_key_and_reports_failures(tmp_path):
     """With no key, `sync` says how many W&B runs wait; with a key it runs `wandb sync` on each, bounded in time,
-    and a server that answers but does not take the upload is a reported failure, exit 1. (A server that does not
+    and a server that answers but then stalls is a reported failure after that bound, exit 1. (A server that does not
     answer at all: tests/reliability/test_sync.py.)"""
     home = tmp_path / "home"
     spec = write_tiny_spec(tmp_path, name="offline", epochs=1)
@@ -114,17 +114,21 @@ def test_sync_uploads_offline_wandb_runs_only_with_a_key_and_reports_failures(tm
     import http.server
     import threading
 
-    class NotWandb(http.server.BaseHTTPRequestHandler):  # answers (the probe passes), but is no W&B server
-        def _reply(self) -> None:
-            self.send_response(404)
+    class Stalls(http.server.BaseHTTPRequestHandler):
+        """Answers the reachability probe, then never answers an upload (a server that stopped mid-way)."""
+
+        def do_GET(self) -> None:
+            self.send_response(200)
             self.end_headers()
 
-        do_GET = do_POST = _reply
+        def do_POST(self) -> None:
+            time.sleep(120)
 
         def log_message(self, *args) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotWandb)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalls)
+    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = subprocess_env(
         home, WANDB_API_KEY="k" * 40, WANDB_BASE_URL=f"http://127.0.0.1:{server.server_address[1]}"
@@ -137,7 +141,7 @@ def test_sync_uploads_offline_wandb_runs_only_with_a_key_and_reports_failures(tm
     finally:
         server.shutdown()
     assert with_key.returncode == 1, with_key.stdout + with_key.stderr
-    assert f"W&B {offline.name}: FAILED" in with_key.stdout, with_key.stdout
+    assert f"W&B {offline.name}: FAILED: no answer within 20 s" in with_key.stdout, with_key.stdout
     assert "k" * 40 not in with_key.stdout + with_key.stderr
 
 

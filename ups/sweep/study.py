@@ -126,13 +126,9 @@ def _rdb_storage(url: str, cfg: SweepConfig) -> optuna.storages.RDBStorage:
 
 
 def _lost_a_schema_race(exc: Exception) -> bool:
-    """What another process creating the same tables at the same moment raises: a unique violation (IntegrityError),
-    a lock or connection hiccup (OperationalError) or, on PostgreSQL, `relation ... already exists` (DuplicateTable,
-    a ProgrammingError); other programming errors (a permission denied) are real."""
-    name = exc.__class__.__name__
-    return name in ("IntegrityError", "OperationalError") or (
-        name == "ProgrammingError" and "already exists" in str(exc)
-    )
+    from ups.tracking.store import lost_a_schema_race
+
+    return lost_a_schema_race(exc)
 
 
 def make_sampler(cfg: SweepConfig, *, seed: int, grid: dict[str, list] | None) -> optuna.samplers.BaseSampler:

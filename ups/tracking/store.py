@@ -173,18 +173,46 @@ def open_store(uri: str, *, key: str | None = None, create: bool = True):
         client.search_experiments(max_results=1)  # a database store creates or checks its schema here
         return client
 
-    try:
-        if path is not None:
-            with schema_lock(path):
-                return bounded(make, seconds=wait_limit(), what=what, uri=uri)
-        return bounded(make, seconds=wait_limit(), what=what, uri=uri)
-    except (StoreUnavailable, SpecError):
-        raise
-    except Exception as exc:
-        raise StoreUnavailable(
-            f"the {what} at {redact(uri)} cannot be opened: {exc.__class__.__name__}: "
-            f"{clip(' '.join(str(exc).split()), 300)}"
-        ) from exc
+    for attempt in range(4):
+        try:
+            if path is not None:
+                with schema_lock(path):
+                    return bounded(make, seconds=wait_limit(), what=what, uri=uri)
+            return bounded(make, seconds=wait_limit(), what=what, uri=uri)
+        except (StoreUnavailable, SpecError):
+            raise
+        except Exception as exc:
+            # a database server shared by machines has no lock file: a process that loses the race to create the
+            # schema (a unique violation, "already exists") finds the tables on its next try
+            if attempt < 3 and lost_a_schema_race(exc):
+                log.debug("opening the %s lost a schema race (%s); retrying", what, exc.__class__.__name__)
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            raise StoreUnavailable(
+                f"the {what} at {redact(uri)} cannot be opened: {exc.__class__.__name__}: "
+                f"{clip(' '.join(str(exc).split()), 300)}"
+            ) from exc
+    raise AssertionError("unreachable")
+
+
+def lost_a_schema_race(exc: BaseException) -> bool:
+    """What another process creating the same tables at the same moment raises: a unique violation (IntegrityError),
+    a lock or connection hiccup (OperationalError), on PostgreSQL `relation ... already exists` (a ProgrammingError),
+    or MLflow's wrapping of one of these; other errors (a permission denied) are real."""
+    seen = exc
+    for _ in range(4):  # the exception and what it wraps
+        if seen is None:
+            break
+        name = seen.__class__.__name__
+        text = str(seen)
+        if name in ("IntegrityError", "OperationalError", "UniqueViolation", "DuplicateTable") or (
+            "already exists" in text
+        ):
+            return True
+        if name == "MlflowException" and ("already exists" in text or "UniqueViolation" in text):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def is_not_found(exc: BaseException) -> bool:
