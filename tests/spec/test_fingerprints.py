@@ -1,0 +1,31 @@
+"""Every shipped spec keeps its fingerprint across versions of ups: a run started before resumes, a finished
+pipeline stage is skipped, a study continues (its comparable hash). Pinned when the catalogue replaced the model,
+family and stage tables (the values are those of commit 3fddff4)."""
+
+from pathlib import Path
+
+import pytest
+
+from ups.spec.load import ResolvedPipeline, load_experiment
+from ups.sweep.study import comparable_hash
+
+ROOT = Path(__file__).resolve().parents[2]
+PINNED = {
+    "burgers.yaml": ("fc8576c7067f805c", None),
+    "burgers_sweep.yaml": ("b3f5553da02798c6", "e2d67cfec4ea4a26"),
+    "ks.yaml": ("74857321f90c5438", None),
+    "ks_pipeline.yaml": (["06726e6d67f4e480", "1ef80ccdb4f9cd18", "473f72d6917a56a5"], None),
+    "pdebench_multitask.yaml": ("2e695c779a723b24", None),
+    "steady.yaml": ("8d56100dc7c949c6", "e6ce92313d3f9962"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_shipped_specs_keep_their_fingerprints(name):
+    resolved = load_experiment(ROOT / "specs" / name)
+    fingerprint, comparable = PINNED[name]
+    if isinstance(resolved, ResolvedPipeline):
+        assert [s.fingerprint() for s in resolved.stages] == fingerprint
+        return
+    assert resolved.fingerprint() == fingerprint
+    assert (comparable_hash(resolved) if resolved.search_space is not None else None) == comparable
