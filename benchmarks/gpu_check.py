@@ -50,15 +50,19 @@ tracking: local
 
 
 def _model_and_step(device: torch.device, args, *, bf16: bool, compiled: bool, ddp: bool = False):
-    from ups.models.config import OperatorConfig
+    from ups.models.config import LatentOperatorConfig
     from ups.models.operator import LatentOperator
-    from ups.spec.schema import LossConfig
+    from ups.models.wrap import Normalized
+    from ups.plugin import ModelIO
+    from ups.spec.stages import LossConfig
     from ups.training.losses import operator_loss
     from ups.training.stage_module import compile_guarded
 
     torch.manual_seed(0)
-    cfg = OperatorConfig(**yaml.safe_load((ROOT / "configs" / "model" / f"{args.model}.yaml").read_text()))
-    model = LatentOperator(cfg, num_fields=1, num_params=1).to(device)
+    raw = yaml.safe_load((ROOT / "configs" / "model" / f"{args.model}.yaml").read_text())
+    raw.pop("kind", None)
+    io = ModelIO(spatial_dims=1, in_channels=1, out_channels=1, num_params=1, grid=(args.points,))
+    model = Normalized(LatentOperator(LatentOperatorConfig(**raw), io), 1).to(device)
     if compiled:
         compile_guarded(model)
     loss_cfg = LossConfig()

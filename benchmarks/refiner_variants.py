@@ -38,9 +38,11 @@ KEYS = ("val/corr_time", "val/nrmse", "val/nrmse_band_high", "val/rollout_nrmse@
 
 
 def _model_config(name: str):
-    from ups.models.config import OperatorConfig
+    from ups.models.config import LatentOperatorConfig
 
-    return OperatorConfig(**yaml.safe_load((ROOT / "configs" / "model" / f"{name}.yaml").read_text()))
+    cfg = yaml.safe_load((ROOT / "configs" / "model" / f"{name}.yaml").read_text())
+    cfg.pop("kind", None)
+    return LatentOperatorConfig(**cfg)
 
 
 def _pairs(train, g: torch.Generator, n: int):
@@ -66,7 +68,7 @@ def warm_start(refiner, op) -> None:
     """Copy the operator's trunk into a refiner of the same shape: the refiner's extra inputs (the noised input's
     channel, the noise level) start with zero weight and its last layer stays zero, so it starts as the operator
     (F = 0) but with the operator's features of u_t."""
-    ref, src = refiner.state_dict(), op.state_dict()
+    ref, src = refiner.net.state_dict(), op.net.state_dict()
     with torch.no_grad():
         for key, value in ref.items():
             if key not in src or key.startswith("head.3."):
@@ -79,12 +81,13 @@ def warm_start(refiner, op) -> None:
                 value[:, 2:] = src[key][:, 1:]
             elif (
                 key == "cond.0.weight"
-            ):  # (cond_dim, P + 2): refiner [params, dt, level], operator [params, dt]
+            ):  # (cond_dim, P + 2): refiner [params, level, dt], operator [params, dt]
                 value.zero_()
-                value[:, :-1] = src[key]
+                value[:, :-2] = src[key][:, :-1]
+                value[:, -1] = src[key][:, -1]
             else:
                 value.copy_(src[key])
-    refiner.load_state_dict(ref)
+    refiner.net.load_state_dict(ref)
 
 
 def train_variant(
@@ -95,11 +98,18 @@ def train_variant(
 
     torch.manual_seed(seed)
     warm = model == "warm"  # the operator's own architecture, initialized from its weights
+    from ups.models.operator import LatentOperator
+    from ups.plugin import ModelIO
+
+    io = ModelIO(
+        spatial_dims=1,
+        in_channels=2,
+        out_channels=1,
+        num_params=train[1].shape[1] + 1,
+        grid=(train[0].shape[-1],),
+    )
     refiner = Refiner(
-        op.cfg if warm else _model_config(model),
-        num_fields=1,
-        num_params=train[1].shape[1],
-        refiner_input=refiner_input,
+        LatentOperator(op.net.cfg if warm else _model_config(model), io), refiner_input=refiner_input
     )
     if warm:
         warm_start(refiner, op)

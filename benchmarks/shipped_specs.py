@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 
@@ -33,9 +34,10 @@ def headline(metrics: dict) -> str:
 
 def run_one(name: str, timeout: float) -> dict:
     spec = ROOT / "specs" / f"{name}.yaml"
-    sweep = "search_space:" in spec.read_text() and "stages:" not in spec.read_text()
+    sweep = "sweep" in name  # a spec made to be swept (others may name a search space for later sweeps)
     with tempfile.TemporaryDirectory(prefix=f"ups-shipped-{name}-") as home:
-        env = {"UPS_HOME": home, "WANDB_MODE": "offline", "PATH": "/usr/bin:/bin"}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "WANDB_", "UPS_"))}
+        env.update(UPS_HOME=home, WANDB_MODE="offline")
         cmd = [
             str(UPS_EXP),
             "sweep" if sweep else "run",

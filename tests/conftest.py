@@ -33,6 +33,19 @@ tracking: {tracking}
 """
 
 
+def latent_operator(*, num_params: int = 1, points: int = 256, channels: int = 1, **cfg):
+    """A latent-operator predictor in physical units (the platform's wrapper around the catalogue model)."""
+    from ups.models.config import LatentOperatorConfig
+    from ups.models.operator import LatentOperator
+    from ups.models.wrap import Normalized
+    from ups.plugin import ModelIO
+
+    io = ModelIO(
+        spatial_dims=1, in_channels=channels, out_channels=channels, num_params=num_params, grid=(points,)
+    )
+    return Normalized(LatentOperator(LatentOperatorConfig(**cfg), io), channels)
+
+
 def write_tiny_spec(folder: Path, *, name: str = "tiny", epochs: int = 2, tracking: str = "local") -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(TINY_SPEC.format(name=name, epochs=epochs, tracking=tracking))

@@ -9,7 +9,7 @@ import torch
 
 from ups.loading import from_checkpoint, load
 from ups.spec import SpecError
-from ups.training.stages import STAGES, stage_named
+from ups.training.stages import stage_named
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "operator_before_stage_seam.ckpt"
 
@@ -72,7 +72,7 @@ def test_bad_sources_say_what_is_wrong(tmp_path):
 )
 def test_the_stage_table_maps_module_state_onto_the_predictor(kind, module_keys, predictor_keys):
     tensors = {k: torch.full((1,), float(i)) for i, k in enumerate(module_keys)}
-    mapped = STAGES[kind].predictor_state(tensors)
+    mapped = stage_named(kind).predictor_state(tensors)
     assert sorted(mapped) == sorted(predictor_keys)
     if kind == "diffusion_residual":
         assert mapped["refiner.w"].item() == 2.0  # the EMA's value, not the raw refiner's

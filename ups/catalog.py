@@ -102,6 +102,8 @@ class FamilyRow:
     params: tuple[FamilyParam, ...] = ()
     generator: str | None = None
     """`module:function(**keys) -> GeneratedData`; None: the family's data comes from files only."""
+    requires: tuple[str, ...] = ()
+    """`data.<key>` settings the generator needs (and is given): `nu` for Burgers."""
     generator_keys: tuple[str, ...] = ()
     """`data.generator.<key>` settings the generator takes besides the common ones (KS's `burn_in`)."""
     solver: str | None = None
@@ -110,8 +112,16 @@ class FamilyRow:
     steady: bool = False
     channels: tuple[str, ...] = ("u",)
     spatial_dims: int = 1
+    periodic: bool = True
+    """Whether the domain wraps around along every axis (models pad accordingly)."""
     checks: str | None = None
-    """`module:function(data, require)`: spec checks of the family's own settings."""
+    """`module:function(data, prefix, require)`: spec checks of the family's own settings."""
+    recognize: tuple[str, ...] = ()
+    """Regular expressions: a data file whose name matches one holds this family (PDEBench's file names)."""
+    input_transforms: tuple[str | None, ...] = ()
+    """Steady families: a transform per input channel before it is normalized (`log` for a positive coefficient)."""
+    steady_baseline: str | None = None
+    """Steady families: `module:function(inputs) -> solutions`, a cheap classical solve reported next to the model."""
     source: str = BUILT_IN
     description: str = ""
 
@@ -152,25 +162,25 @@ _S = "ups.spec.stages"
 _STAGES = (
     StageRow(
         "operator", f"{_S}:OperatorStage", "ups.training.operator_module:OperatorModule",
-        "ups.models.predictors:operator_predictor", f"{_S}:operator_metrics",
+        "ups.training.predictors:operator_predictor", f"{_S}:operator_metrics",
         description="a one-step predictor trained end to end (one-step + unrolled rollout + spectral losses)",
     ),
     StageRow(
         "diffusion_residual", f"{_S}:DiffusionResidualStage", "ups.training.refiner_module:DiffusionResidualModule",
-        "ups.models.predictors:refined_predictor", f"{_S}:refiner_metrics", consumes=("operator",),
+        "ups.training.predictors:refined_predictor", f"{_S}:refiner_metrics", consumes=("operator",),
         state=(("operator.", "operator."), ("ema.", "refiner.")),
         description="PDE-Refiner's refinement of a frozen operator's prediction in K denoising steps",
     ),
     StageRow(
         "consistency_distill", f"{_S}:ConsistencyDistillStage",
-        "ups.training.distill_module:ConsistencyDistillModule", "ups.models.predictors:distilled_predictor",
+        "ups.training.distill_module:ConsistencyDistillModule", "ups.training.predictors:distilled_predictor",
         f"{_S}:distill_metrics", consumes=("diffusion_residual",),
         state=(("operator.", "operator."), ("student_ema.", "refiner.")),
         description="a student that reproduces the K-step refiner in 1 or 2 evaluations",
     ),
     StageRow(
         "steady_prior", f"{_S}:SteadyPriorStage", "ups.training.steady_module:SteadyPriorModule",
-        "ups.models.predictors:steady_predictor", f"{_S}:steady_metrics", steady=True,
+        "ups.training.predictors:steady_predictor", f"{_S}:steady_metrics", steady=True,
         description="inputs (coefficients, forcing) → the steady-state solution",
     ),
 )  # fmt: skip
@@ -197,13 +207,15 @@ _FAMILIES = (
     FamilyRow(
         "burgers1d",
         params=(FamilyParam("nu", "log10_nu", "nu", file_attr="Nu", file_name=_NU_IN_NAME),),
-        generator="ups.data.burgers:generate_burgers", solver="ups.data.coarse_solver:burgers",
+        requires=("nu",), generator="ups.data.burgers:generate_burgers", solver="ups.data.coarse_solver:burgers",
+        recognize=(r"Burgers",),
         description="u_t + (u²/2)_x = (ν/π) u_xx, periodic on (0, 1) (PDEBench)",
     ),
     FamilyRow(
         "advection1d",
         params=(FamilyParam("beta", "beta", "beta", file_attr="beta", file_name=r"beta([0-9.eE+-]+?)(?:_|\.h|$)"),),
-        generator="ups.data.advection:generate_advection", solver="ups.data.coarse_solver:advection",
+        requires=("beta",), generator="ups.data.advection:generate_advection",
+        solver="ups.data.coarse_solver:advection", recognize=(r"Advection",),
         description="u_t + β u_x = 0, periodic on (0, 1) (PDEBench)",
     ),
     FamilyRow(
@@ -212,19 +224,21 @@ _FAMILIES = (
             FamilyParam("nu", "log10_nu", "nu", file_attr="Nu", file_name=_NU_IN_NAME),
             FamilyParam("rho", "log10_1p_rho", "rho", file_attr="rho", file_name=r"Rho([0-9.eE+-]+?)(?:_|\.h|$)"),
         ),
-        generator="ups.data.reaction_diffusion:generate_reaction_diffusion",
-        solver="ups.data.coarse_solver:reaction_diffusion",
+        requires=("nu", "rho"), generator="ups.data.reaction_diffusion:generate_reaction_diffusion",
+        solver="ups.data.coarse_solver:reaction_diffusion", recognize=(r"ReacDiff",),
         description="u_t = ν u_xx + ρ u(1 − u), periodic on (0, 1) (PDEBench)",
     ),
     FamilyRow(
         "ks1d",
         params=(FamilyParam("L", "ks_length", per_trajectory=True),),
-        generator="ups.data.ks:generate_ks", generator_keys=("burn_in",), solver="ups.data.coarse_solver:ks",
+        requires=("length_low", "length_high"), generator="ups.data.ks:generate_ks", generator_keys=("burn_in",),
+        solver="ups.data.coarse_solver:ks",
         checks="ups.spec.families:check_ks",
         description="Kuramoto–Sivashinsky u_t + u u_x + u_xx + u_xxxx = 0, domain length L per trajectory",
     ),
     FamilyRow(
-        "steady_diffusion1d", generator="ups.data.steady:generate_steady_data", steady=True,
+        "steady_diffusion1d", generator="ups.data.steady:generate_steady_data", steady=True, periodic=False,
+        channels=("u",), input_transforms=("log", None), steady_baseline="ups.data.steady:harmonic_solution",
         description="−(a u′)′ = f on (0, 1), u = 0 at both ends: (a, f) → u",
     ),
 )  # fmt: skip
@@ -253,7 +267,10 @@ _METRICS = tuple(
         ("gain_kept_corr_time", "the share of the teacher's corr_time gain a student keeps"),
         ("speedup", "a student's prediction time against its teacher's"),
         ("baseline_mean_nrmse", "steady: the mean training solution's error"),
-        ("baseline_harmonic_nrmse", "steady: the error of the constant-coefficient solve with the harmonic mean"),
+        (
+            "baseline_harmonic_nrmse",
+            "steady: the error of the constant-coefficient solve with the harmonic mean",
+        ),
     )
 )
 
@@ -362,7 +379,9 @@ def get(table: str, name: str) -> Row:
     if isinstance(name, str) and ":" in name:
         module, _, attr = name.partition(":")
         short = attr.rsplit(".", 1)[-1]
-        return _plugin_row(table, short if table == "metrics" else name, name, "import path", _distribution_of(module))
+        return _plugin_row(
+            table, short if table == "metrics" else name, name, "import path", _distribution_of(module)
+        )
     singular = table.rstrip("s").replace("familie", "family")
     raise CatalogError(f"unknown {singular}", got=name, hint=did_you_mean(name, known))
 
@@ -399,7 +418,9 @@ def listing(table: str) -> list[Listing]:
     out = []
     for name, row in sorted(rows(table).items()):
         impl = next(
-            getattr(row, attr) for attr in ("build", "read", "fn", "module", "generator", "name") if hasattr(row, attr)
+            getattr(row, attr)
+            for attr in ("build", "read", "fn", "module", "generator", "name")
+            if hasattr(row, attr)
         )
         details: dict[str, Any] = {}
         if isinstance(row, StageRow):

@@ -154,6 +154,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--wandb-timeout", type=float, default=600.0, help="seconds allowed per W&B run upload (default 600)"
     )
     sync.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    catalog = sub.add_parser(
+        "catalog",
+        help="list the stages, models, families, data formats and metrics ups knows, and where each comes from",
+        description="List the catalogue: built-in rows and those installed packages add through entry points "
+        "(ups.models, ups.formats, ups.metrics; provisional: ups.stages, ups.families). See docs/extending.md.",
+    )
+    catalog.add_argument(
+        "table",
+        nargs="?",
+        choices=("stages", "models", "families", "formats", "metrics"),
+        help="one table (default: all five)",
+    )
+    catalog.add_argument("--json", action="store_true", help="print the rows as one JSON object")
+    catalog.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     with_spec("validate", "check a spec (and its overrides) without running anything")
     with_spec("show", "print the fully resolved spec as YAML")
     return parser

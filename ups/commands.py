@@ -23,6 +23,8 @@ def dispatch(args: argparse.Namespace) -> int:
         from ups.spec.names import check_safe_name
 
         check_safe_name(args.study, key="--study", file="command line")
+    if args.command == "catalog":
+        return catalog_listing(args)
     if args.command == "export":
         return export(args)
     if args.command == "sync":
@@ -54,6 +56,30 @@ def dispatch(args: argparse.Namespace) -> int:
     if command is None:
         raise SpecError("unknown command", file="command line", got=args.command)
     return command(args, resolved)
+
+
+def catalog_listing(args: argparse.Namespace) -> int:
+    """`ups-exp catalog [TABLE] [--json]`: every row, what implements it and where it comes from."""
+    import dataclasses
+
+    from ups import catalog
+    from ups.spec.errors import SpecError
+
+    tables = [args.table] if args.table else list(catalog.TABLES)
+    try:
+        listed = {t: catalog.listing(t) for t in tables}
+    except catalog.CatalogError as exc:  # an installed plugin that is broken
+        raise SpecError(exc.problem, key="catalog", got=exc.got, hint=exc.hint) from None
+    if args.json:
+        print(json.dumps({t: [dataclasses.asdict(r) for r in rows] for t, rows in listed.items()}))
+        return EXIT_OK
+    for table, rows in listed.items():
+        print(f"{table}:")
+        width = max((len(r.name) for r in rows), default=0)
+        for r in rows:
+            origin = "" if r.source == catalog.BUILT_IN else f"  [{r.source}]"
+            print(f"  {r.name.ljust(width)}  {r.description or r.implementation}{origin}")
+    return EXIT_OK
 
 
 def _check_machine(resolved) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ups.data.params import LEGACY_LAYOUT
+from ups.models.legacy import MODEL_FORMAT
 from ups.spec.errors import SpecError
 from ups.spec.load import spec_from_dict
 from ups.training.stages import Stage, stage_named
@@ -88,6 +89,11 @@ class Loaded:
     """The predictor's state_dict (tensors)."""
     source: str
     run_id: str | None = None
+    io_dict: dict | None = None
+    """The data's shapes (`ModelIO` as a dict); None in files from before they were recorded."""
+    meta: dict | None = None
+    """The data's resolved families; None in files from before they were recorded."""
+    model_format: int = MODEL_FORMAT
 
     @property
     def stage(self) -> Stage:
@@ -101,11 +107,29 @@ class Loaded:
     def spec(self):
         return spec_from_dict(self.lineage[-1])
 
+    @property
+    def io(self):
+        from ups.plugin import ModelIO
+        from ups.training.predictors import legacy_io
+
+        if self.io_dict is None:
+            return legacy_io(self.spec, self.layout, steady=self.stage.steady)
+        return ModelIO(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.io_dict.items()})
+
     def predictor(self):
-        """The predictor with its weights (strict: every key must match), in eval mode."""
+        """The predictor with its weights (strict: every key must match), in eval mode. A model file from before
+        the catalogue (format 1) is renamed into today's modules first (ups.models.legacy)."""
+        from ups.models.legacy import migrate
+        from ups.training.predictors import legacy_meta
+
+        meta = self.meta if self.meta is not None else legacy_meta(self.spec)
+        state = self.state
+        if self.model_format < MODEL_FORMAT:
+            refined = any(k.startswith("refiner.") for k in state)
+            state = migrate(state, refined=refined, steady=self.stage.steady)
         try:
-            model = self.stage.load("predictor")(self.specs, self.layout)
-            model.load_state_dict(self.state, strict=True)
+            model = self.stage.load("predictor")(self.specs, self.layout, self.io, meta)
+            model.load_state_dict(state, strict=True)
         except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             first = " ".join(str(exc).split())[:300]
             raise SpecError(
@@ -131,6 +155,7 @@ def from_checkpoint(path: str | Path, *, run_id: str | None = None) -> Loaded:
         stage = stage_named(spec["stage"]["kind"])
         state = stage.predictor_state(ckpt["state_dict"])
         layout = tuple(hp.get("layout", LEGACY_LAYOUT))  # checkpoints from before layouts were stored
+        io_dict, meta, made = hp.get("io"), hp.get("meta"), int(hp.get("model_format", 1))
     except SpecError:
         raise
     except (
@@ -145,7 +170,16 @@ def from_checkpoint(path: str | Path, *, run_id: str | None = None) -> Loaded:
         raise SpecError(f"not a ups checkpoint ({exc.__class__.__name__})", got=str(path)) from None
     if not recorded:
         _warn_once(str(path), "checkpoint")
-    return Loaded(lineage=lineage, layout=layout, state=state, source=str(path), run_id=run_id)
+    return Loaded(
+        lineage=lineage,
+        layout=layout,
+        state=state,
+        source=str(path),
+        run_id=run_id,
+        io_dict=io_dict,
+        meta=meta,
+        model_format=made,
+    )
 
 
 def best_checkpoint(run_dir: Path) -> Path | None:
@@ -287,6 +321,9 @@ def from_registered_files(config: dict[str, Any], state: dict[str, Any], *, sour
         state=state,
         source=source,
         run_id=config.get("run_id"),
+        io_dict=config.get("io"),
+        meta=config.get("meta"),
+        model_format=int(config.get("model_format", 1)),
     )
 
 

@@ -1,11 +1,9 @@
 import torch
-
-from ups.models.config import OperatorConfig
-from ups.models.operator import LatentOperator
+from conftest import latent_operator
 
 
 def test_shapes_and_identity_at_initialization():
-    model = LatentOperator(OperatorConfig(), num_fields=1, num_params=1)
+    model = latent_operator()
     u = torch.randn(3, 1, 256)
     out = model(u, torch.zeros(3, 1), torch.full((3,), 0.05))
     assert out.shape == (3, 1, 256)
@@ -15,9 +13,7 @@ def test_shapes_and_identity_at_initialization():
 
 def test_conditioning_changes_the_output_once_trained_a_little():
     torch.manual_seed(0)
-    model = LatentOperator(
-        OperatorConfig(latent_dim=16, num_layers=1, num_modes=4, cond_dim=8, decoder_dim=8)
-    )
+    model = latent_operator(latent_dim=16, num_layers=1, num_modes=4, cond_dim=8, decoder_dim=8)
     for p in model.parameters():
         p.data.add_(0.05 * torch.randn_like(p))
     u = torch.randn(2, 1, 256)
@@ -27,7 +23,7 @@ def test_conditioning_changes_the_output_once_trained_a_little():
 
 
 def test_normalization_travels_in_state_dict():
-    model = LatentOperator(OperatorConfig())
+    model = latent_operator()
     model.set_normalization(torch.tensor([0.5]), torch.tensor([2.0]))
     sd = model.state_dict()
     assert sd["field_mean"].item() == 0.5 and sd["field_std"].item() == 2.0

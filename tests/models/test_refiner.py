@@ -2,20 +2,28 @@
 
 import pytest
 import torch
+from conftest import latent_operator
 
-from ups.models.config import OperatorConfig
+from ups.models.config import LatentOperatorConfig
 from ups.models.operator import LatentOperator
 from ups.models.refiner import RefinedOperator, Refiner, noise_level, student_steps
+from ups.plugin import ModelIO
 
-TINY = OperatorConfig(patch_size=8, latent_dim=16, num_layers=1, num_modes=4, cond_dim=8, decoder_dim=8)
+TINY = dict(patch_size=8, latent_dim=16, num_layers=1, num_modes=4, cond_dim=8, decoder_dim=8)
 
 
-def _operator() -> LatentOperator:
+def _operator():
     torch.manual_seed(0)
-    op = LatentOperator(TINY, num_params=2)
-    torch.nn.init.normal_(op.head[-1].weight, std=0.1)  # not the identity
+    op = latent_operator(num_params=2, points=64, **TINY)
+    torch.nn.init.normal_(op.net.head[-1].weight, std=0.1)  # not the identity
     op.set_normalization(torch.tensor([0.5]), torch.tensor([2.0]))
     return op
+
+
+def _refiner(**kw) -> Refiner:
+    """A refiner network as the stage builds it: the state and the noised state in, the level as a parameter."""
+    io = ModelIO(spatial_dims=1, in_channels=2, out_channels=1, num_params=3, grid=(64,))
+    return Refiner(LatentOperator(LatentOperatorConfig(**TINY), io), **kw)
 
 
 class Oracle(torch.nn.Module):
@@ -39,7 +47,7 @@ def test_noise_schedule_decreases_geometrically_to_sigma_min():
 def test_an_untrained_residual_refiner_returns_the_operator_prediction():
     """`refiner_input: residual` starts as the identity on the operator: training can only add to it."""
     op = _operator()
-    model = RefinedOperator(op, Refiner(TINY, num_params=2), num_steps=3, sigma_min=6.3e-4)
+    model = RefinedOperator(op, _refiner(), num_steps=3, sigma_min=6.3e-4)
     u, p, dt = torch.randn(4, 1, 64), torch.randn(4, 2), torch.full((4,), 0.2)
     with torch.no_grad():
         out, base = model(u, p, dt), op(u, p, dt)
@@ -49,17 +57,17 @@ def test_an_untrained_residual_refiner_returns_the_operator_prediction():
 
 def test_refiner_input_is_checked():
     with pytest.raises(ValueError, match="`refiner_input` must be one of"):
-        Refiner(TINY, num_params=2, refiner_input="noised")
+        _refiner(refiner_input="noised")
 
 
 def test_a_zero_state_refiner_leaves_the_operator_prediction_plus_the_last_noise():
     op = _operator()
-    refiner = Refiner(TINY, num_params=2, refiner_input="state")  # zero-initialized head: predicts no noise
+    refiner = _refiner(refiner_input="state")  # zero-initialized head: predicts no noise
     model = RefinedOperator(op, refiner, num_steps=2, sigma_min=1e-3)
     u, p, dt = torch.randn(4, 1, 64), torch.randn(4, 2), torch.full((4,), 0.2)
     with torch.no_grad():
         out, base = model(u, p, dt), op(u, p, dt)
-    noise = (out - base) / op.field_std  # normalized units: the sum of both steps' noise
+    noise = (out - base) / op.field_std.view(1, -1, 1)  # normalized units: the sum of both steps' noise
     assert noise.std().item() == pytest.approx(
         (noise_level(1, num_steps=2, sigma_min=1e-3) ** 2 + 1e-6) ** 0.5, rel=0.2
     )

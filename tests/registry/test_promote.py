@@ -138,13 +138,14 @@ def test_export_writes_plain_weights_that_load_strictly_and_predict_the_same(
     import torch
 
     from ups.loading import from_export, from_registered
-    from ups.models.operator import LatentOperator
-    from ups.spec.load import spec_from_dict
+    from ups.models.operator import build
+    from ups.models.wrap import Normalized
+    from ups.plugin import ModelIO
 
     assert main(["promote", str(champion)]) == 0
     run_id = _client(workspace).get_model_version("reg", "1").tags["ups.run_id"]
     assert main(["export", "models:/reg@champion", "--out", str(tmp_path / "reg"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["kind"] == "operator"
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["kind"] == "operator"  # the stage
     assert main(["export", run_id, "--out", str(tmp_path / "run")]) == 0
 
     registered = from_registered("models:/reg@champion").predictor()
@@ -152,10 +153,10 @@ def test_export_writes_plain_weights_that_load_strictly_and_predict_the_same(
     for folder in (tmp_path / "reg", tmp_path / "run"):
         config = json.loads((folder / "config.json").read_text())
         weights = np.load(folder / "weights.npz", allow_pickle=False)  # plain arrays: no pickle to run
-        # plain PyTorch: the architecture from the exported spec, the weights strictly
-        plain = LatentOperator(
-            spec_from_dict(config["lineage"][-1]).model, num_fields=1, num_params=len(config["layout"])
-        )
+        # plain PyTorch: the model's settings and the data's shapes from config.json, the weights strictly
+        settings = {k: v for k, v in config["lineage"][-1]["model"].items() if k != "kind"}
+        io = ModelIO(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["io"].items()})
+        plain = Normalized(build(settings, io), io.out_channels)
         plain.load_state_dict({k: torch.from_numpy(weights[k]) for k in weights.files}, strict=True)
         p, dt = torch.zeros(4, len(config["layout"])), torch.full((4,), 0.05)
         with torch.no_grad():

@@ -8,12 +8,21 @@ import pytest
 import torch
 from conftest import ROOT
 
-from ups.models.operator import LatentNet, ProcessorBlock
+from ups.models.operator import LatentOperator, ProcessorBlock
+from ups.plugin import ModelIO
 from ups.spec.load import load_spec
 from ups.training.stages import plain_key, stage_of
 from ups.training.trainer import strategy_for
 
 BURGERS = ROOT / "specs" / "burgers.yaml"
+
+
+def _net(spec):
+    from ups.models.config import LatentOperatorConfig
+    from ups.spec.models import settings
+
+    io = ModelIO(spatial_dims=1, in_channels=1, out_channels=1, num_params=0, grid=(256,))
+    return LatentOperator(LatentOperatorConfig(**settings(spec.model)), io)
 
 
 def test_fsdp_profile_wraps_each_processor_block_and_saves_full_state_dicts():
@@ -23,7 +32,7 @@ def test_fsdp_profile_wraps_each_processor_block_and_saves_full_state_dicts():
     strategy = strategy_for(spec.hardware)
     assert isinstance(strategy, FSDPStrategy)
     assert strategy._state_dict_type == "full"
-    net = LatentNet(spec.model, in_fields=1, out_fields=1, cond_inputs=1)
+    net = _net(spec)
     units = strategy.kwargs["auto_wrap_policy"]._run_policy(net, ignored_modules=set(), root_kwargs={})
     blocks = [m for m in units if m is not net]
     assert len(blocks) == spec.model.num_layers and all(isinstance(m, ProcessorBlock) for m in blocks)
@@ -33,7 +42,7 @@ def test_fsdp_profile_wraps_each_processor_block_and_saves_full_state_dicts():
 def test_a_checkpoint_with_wrapper_names_loads_into_a_single_device_model():
     """Whatever wrapped the network while it trained (FSDP units, torch.compile), its saved keys load strictly."""
     spec = load_spec(BURGERS).spec
-    net = LatentNet(spec.model, in_fields=1, out_fields=1, cond_inputs=1)
+    net = _net(spec)
     wrapped = {}
     for key, value in net.state_dict().items():
         if key.startswith("blocks."):
@@ -41,7 +50,7 @@ def test_a_checkpoint_with_wrapper_names_loads_into_a_single_device_model():
             key = f"_fsdp_wrapped_module.blocks.{i}._fsdp_wrapped_module._orig_mod.{rest}"
         wrapped[f"model.{key}"] = value + 1.0
     state = stage_of(spec).predictor_state(wrapped)
-    fresh = LatentNet(spec.model, in_fields=1, out_fields=1, cond_inputs=1)
+    fresh = _net(spec)
     fresh.load_state_dict(state, strict=True)
     for key, value in net.state_dict().items():
         assert torch.equal(fresh.state_dict()[key], value + 1.0), key

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import latent_operator
 
-from ups.models.config import OperatorConfig
-from ups.models.operator import LatentOperator
-from ups.spec.schema import LossConfig
+from ups.models.wrap import Normalized
+from ups.spec.stages import LossConfig
 from ups.training.losses import operator_loss
 
 K = 5
 
 
-class Recording(LatentOperator):
+class Recording(Normalized):
     """Records, per call, whether autograd was on and whether the input state carried a graph."""
 
     def forward(self, u, params, dt):
@@ -25,8 +25,10 @@ class Recording(LatentOperator):
 @pytest.fixture
 def batch():
     torch.manual_seed(0)
-    cfg = OperatorConfig(patch_size=4, latent_dim=8, num_layers=1, num_modes=4, cond_dim=4, decoder_dim=8)
-    model = Recording(cfg)
+    inner = latent_operator(
+        points=32, patch_size=4, latent_dim=8, num_layers=1, num_modes=4, cond_dim=4, decoder_dim=8
+    )
+    model = Recording(inner.net, 1)
     model.calls = []
     window = torch.randn(4, K + 1, 1, 32)
     return model, (window, torch.rand(4, 1), torch.full((4,), 0.1))
@@ -52,7 +54,7 @@ def _grads(model, batch, grad_steps):
 def test_only_the_first_and_last_steps_carry_gradients(batch, grad_steps, calls):
     model, b = batch
     with torch.no_grad():  # make the last layer non-zero, so every step changes the state
-        model.head[-1].weight.normal_(0, 0.1)
+        model.net.head[-1].weight.normal_(0, 0.1)
     full, full_grads = _grads(model, b, None)
     out, grads = _grads(model, b, grad_steps)
     assert model.calls == calls  # (autograd on, input carries a graph) per unrolled step

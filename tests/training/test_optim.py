@@ -1,14 +1,14 @@
 import pytest
 import torch
+from conftest import latent_operator
 
-from ups.models.config import OperatorConfig
-from ups.models.operator import LatentOperator
 from ups.spec.schema import TrainConfig
 from ups.training.optim import build_optimizer, build_scheduler, cosine_with_warmup
 
 
 def _model():
-    cfg = OperatorConfig(
+    return latent_operator(
+        points=16,
         patch_size=4,
         latent_dim=8,
         num_layers=1,
@@ -18,7 +18,6 @@ def _model():
         decoder_dim=4,
         decoder_kernel=3,
     )
-    return LatentOperator(cfg)
 
 
 def _loss(model):

@@ -18,49 +18,71 @@ import math
 
 import numpy as np
 
-from ups.data.params import FAMILY_PARAMS
-
 FACTOR = 4
-SOLVED = ("burgers1d", "advection1d", "reaction_diffusion1d", "ks1d")
-"""Families with a coarse solver (steady diffusion has its exact solve as the data itself)."""
 
 
-def coarse_rollout(
-    family: str, start: np.ndarray, *, dt: float, horizon: int, params: dict, factor: int = FACTOR
-) -> np.ndarray:
-    """`horizon` frames after `start` (N, X) on the stored grid, solved on a grid `factor`× coarser: (N, H, X).
-
-    `params` holds the family's PDE parameters (`nu`, `beta`, `rho`; `L` an (N,) array for KS).
-    """
-    if family not in SOLVED:
-        raise ValueError(f"no coarse solver for family {family!r}; families with one: {', '.join(SOLVED)}")
-    start = np.asarray(start, dtype=np.float64)
-    n, x = start.shape
+def _start(start: np.ndarray, factor: int) -> tuple[np.ndarray, int, int]:
+    """(N, 1, X) or (N, X) → the single field (N, X) in float64, N and the coarse size."""
+    u = np.asarray(start, dtype=np.float64)
+    if u.ndim == 3:
+        if u.shape[1] != 1:
+            raise ValueError(f"the 1D solvers take one channel, got {u.shape[1]}")
+        u = u[:, 0]
+    n, x = u.shape
     if x % factor or (x // factor) % 2:
         raise ValueError(f"{x} points do not coarsen by {factor} to an even grid")
-    missing = [p for p in FAMILY_PARAMS[family] if params.get(p) is None]
+    return u, n, x // factor
+
+
+def _need(params: dict, *names: str) -> None:
+    missing = [p for p in names if params.get(p) is None]
     if missing:
-        raise ValueError(f"{family} needs {', '.join(missing)}")
-    xc = x // factor
-    if family in ("burgers1d", "advection1d"):
-        u = start.reshape(n, xc, factor).mean(axis=2)  # (N, Xc): cell averages
-        diffusion = params["nu"] / math.pi if family == "burgers1d" else 0.0
-        beta = params.get("beta")
-        frames = _finite_volume(u, dt=dt, horizon=horizon, diffusion=diffusion, beta=beta)  # (N, H, Xc)
-        return _linear_up(frames, factor)
-    u = _fourier_resample(start, xc)  # (N, Xc)
-    if family == "reaction_diffusion1d":
-        from ups.data.reaction_diffusion import solve_reaction_diffusion
+        raise ValueError(f"the solver needs {', '.join(missing)}")
 
-        frames = solve_reaction_diffusion(
-            u, nu=params["nu"], rho=params["rho"], dt_save=dt, num_frames=horizon + 1, solver_points=xc
-        )
-    else:
-        from ups.data.ks import solve_ks
 
-        lengths = np.array(np.broadcast_to(np.asarray(params["L"], dtype=np.float64), (n,)))
-        frames = solve_ks(u, lengths=lengths, dt_save=dt, num_frames=horizon + 1)
-    return _fourier_resample(frames[:, 1:], x)
+def burgers(start: np.ndarray, *, dt: float, horizon: int, params: dict, factor: int = FACTOR) -> np.ndarray:
+    """Burgers' `horizon` frames after `start` (N, 1, X), solved `factor`× coarser by finite volume: (N, H, 1, X)."""
+    _need(params, "nu")
+    u, n, xc = _start(start, factor)
+    cells = u.reshape(n, xc, factor).mean(axis=2)  # (N, Xc): cell averages
+    frames = _finite_volume(cells, dt=dt, horizon=horizon, diffusion=params["nu"] / math.pi, beta=None)
+    return _linear_up(frames, factor)[:, :, None]
+
+
+def advection(
+    start: np.ndarray, *, dt: float, horizon: int, params: dict, factor: int = FACTOR
+) -> np.ndarray:
+    _need(params, "beta")
+    u, n, xc = _start(start, factor)
+    cells = u.reshape(n, xc, factor).mean(axis=2)
+    frames = _finite_volume(cells, dt=dt, horizon=horizon, diffusion=0.0, beta=params["beta"])
+    return _linear_up(frames, factor)[:, :, None]
+
+
+def reaction_diffusion(
+    start: np.ndarray, *, dt: float, horizon: int, params: dict, factor: int = FACTOR
+) -> np.ndarray:
+    from ups.data.reaction_diffusion import solve_reaction_diffusion
+
+    _need(params, "nu", "rho")
+    u, n, xc = _start(start, factor)
+    coarse = _fourier_resample(u, xc)  # (N, Xc): the lowest modes
+    frames = solve_reaction_diffusion(
+        coarse, nu=params["nu"], rho=params["rho"], dt_save=dt, num_frames=horizon + 1, solver_points=xc
+    )
+    return _fourier_resample(frames[:, 1:], u.shape[1])[:, :, None]
+
+
+def ks(start: np.ndarray, *, dt: float, horizon: int, params: dict, factor: int = FACTOR) -> np.ndarray:
+    """`params["L"]`: the domain length, one per trajectory ((N,)) or shared."""
+    from ups.data.ks import solve_ks
+
+    _need(params, "L")
+    u, n, xc = _start(start, factor)
+    coarse = _fourier_resample(u, xc)
+    lengths = np.array(np.broadcast_to(np.asarray(params["L"], dtype=np.float64), (n,)))
+    frames = solve_ks(coarse, lengths=lengths, dt_save=dt, num_frames=horizon + 1)
+    return _fourier_resample(frames[:, 1:], u.shape[1])[:, :, None]
 
 
 # finite volume -------------------------------------------------------------------------------------------------

@@ -15,19 +15,40 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ups.data.batches import MicroBatches, micro_batch_size
-from ups.data.params import layout_for
+from ups.data.params import family_params, layout_for, param_names, unscaled_params
 from ups.data.source import DataSource
 from ups.data.splits import SPLIT_NAMES, assign_splits
+from ups.plugin import ModelIO
 from ups.spec.errors import SpecError
 from ups.spec.schema import Spec
 
 
+def layout_from(sources: list[DataSource], train: list[np.ndarray]) -> tuple[str, ...]:
+    """The conditioning layout of these data sets: their families' one-hot entries and fixed scalings, and every
+    other parameter z-scored with the statistics of the training trajectories (`train`: their indices per source)."""
+    values: dict[str, list[float]] = {}
+    for src, idx in zip(sources, train):
+        scaled = {p.name for p in family_params(src.family) if p.feature}
+        names = (set(src.params) | set(src.trajectory_params)) - scaled
+        names |= set(unscaled_params(src.family))
+        for name in names:
+            if name in src.trajectory_params:
+                values.setdefault(name, []).extend(float(v) for v in src.trajectory_params[name][idx])
+            elif name in src.params:
+                values.setdefault(name, []).extend([float(src.params[name])] * max(len(idx), 1))
+    extra = {}
+    for name, vals in values.items():
+        arr = np.asarray(vals, dtype=np.float64)
+        extra[name] = (float(arr.mean()), float(arr.std()) if arr.std() > 0 else 1.0)
+    return layout_for([s.family for s in sources], extra)
+
+
 class WindowDataset(Dataset):
     """Every (task, trajectory, start) window of `length` frames, tasks one after another:
-    ((L, C, X) states, (P,) params, dt, task)."""
+    ((L, C, *grid) states, (P,) params, dt, task)."""
 
     def __init__(self, tasks: list[tuple[torch.Tensor, torch.Tensor, float]], length: int) -> None:
-        self.tasks, self.length = tasks, length  # each: states (N, T, C, X), params (N, P), dt
+        self.tasks, self.length = tasks, length  # each: states (N, T, C, *grid), params (N, P), dt
         self.per_traj = [states.shape[1] - length + 1 for states, _, _ in tasks]
         sizes = [states.shape[0] * n for (states, _, _), n in zip(tasks, self.per_traj)]
         self.offsets = np.cumsum([0, *sizes])
@@ -39,12 +60,12 @@ class WindowDataset(Dataset):
         k = int(np.searchsorted(self.offsets, i, side="right") - 1)
         states, params, dt = self.tasks[k]
         traj, start = divmod(i - int(self.offsets[k]), self.per_traj[k])
-        window = states[traj, start : start + self.length]  # (L, C, X)
+        window = states[traj, start : start + self.length]  # (L, C, *grid)
         return window, params[traj], torch.tensor(dt, dtype=torch.float32), k
 
 
 class TrajectoryDataset(Dataset):
-    """Whole (evaluation-window) trajectories: ((T, C, X) states, (P,) params, dt, task)."""
+    """Whole (evaluation-window) trajectories: ((T, C, *grid) states, (P,) params, dt, task)."""
 
     def __init__(
         self, states: torch.Tensor, params: torch.Tensor, dts: torch.Tensor, tasks: torch.Tensor
@@ -134,21 +155,21 @@ class PDEDataModule(L.LightningDataModule):
         """`layout`: the PDE-parameter layout of the model being trained or evaluated (default: the spec's)."""
         super().__init__()
         self.spec, self.sources = spec, sources
-        self.layout = layout or layout_for(s.family for s in sources)
         self.task_names = spec.data.task_names()
         self.weights = [t.weight for t in spec.data.tasks] or [1.0]
         configs = spec.data.sources()
         eval_len = spec.eval.context_frames + spec.eval.horizon
-        self.train: list[tuple[torch.Tensor, torch.Tensor, float]] = []
-        per_split: dict[str, list] = {s: [] for s in SPLIT_NAMES}
+        splits_of = []
         for k, (cfg, src) in enumerate(zip(configs, sources)):
             key = f"data.tasks.{k}." if self.task_names else "data."
             try:
-                splits = assign_splits(
-                    src.states.shape[0],
-                    split_seed=cfg.split_seed,
-                    val_fraction=cfg.val_fraction,
-                    test_fraction=cfg.test_fraction,
+                splits_of.append(
+                    assign_splits(
+                        src.states.shape[0],
+                        split_seed=cfg.split_seed,
+                        val_fraction=cfg.val_fraction,
+                        test_fraction=cfg.test_fraction,
+                    )
                 )
             except ValueError as exc:
                 raise SpecError(
@@ -157,7 +178,11 @@ class PDEDataModule(L.LightningDataModule):
                     got=cfg.num_trajectories,
                     hint="Use more trajectories.",
                 ) from None
-            states = torch.from_numpy(np.ascontiguousarray(src.states)).unsqueeze(2)  # (N, T, C=1, X)
+        self.layout = tuple(layout) if layout else layout_from(sources, [sp["train"] for sp in splits_of])
+        self.train: list[tuple[torch.Tensor, torch.Tensor, float]] = []
+        per_split: dict[str, list] = {s: [] for s in SPLIT_NAMES}
+        for k, (cfg, src, splits) in enumerate(zip(configs, sources, splits_of)):
+            states = torch.from_numpy(np.ascontiguousarray(src.states))  # (N, T, C, *grid)
             params = torch.from_numpy(src.vectors(self.layout))  # (N, P)
             idx = {s: torch.from_numpy(v) for s, v in splits.items()}
             train_frames = cfg.train_frames or states.shape[1]
@@ -167,14 +192,26 @@ class PDEDataModule(L.LightningDataModule):
                 per_split[s].append(
                     (states[idx[s], :eval_len], params[idx[s]], torch.full((n,), src.dt), torch.full((n,), k))
                 )
-        # evaluation windows of every task, concatenated: (N, E, C, X) and per-sample params, dt, task
+        # evaluation windows of every task, concatenated: (N, E, C, *grid) and per-sample params, dt, task
         self.states = {s: torch.cat([p[0] for p in parts]) for s, parts in per_split.items()}
         self.params = {s: torch.cat([p[1] for p in parts]) for s, parts in per_split.items()}
         self.dts = {s: torch.cat([p[2] for p in parts]) for s, parts in per_split.items()}
         self.tasks = {s: torch.cat([p[3] for p in parts]).long() for s, parts in per_split.items()}
-        pooled = torch.cat([t[0].flatten(0, 1) for t in self.train])  # (N·T, C, X), train only
-        self.mean = pooled.mean(dim=(0, 2))  # (C,)
-        self.std = pooled.std(dim=(0, 2))
+        pooled = torch.cat([t[0].flatten(0, 1) for t in self.train])  # (N·T, C, *grid), train only
+        dims = (0, *range(2, pooled.ndim))
+        self.mean = pooled.mean(dim=dims)  # (C,)
+        self.std = pooled.std(dim=dims)
+        first = sources[0]
+        self.io = ModelIO(
+            spatial_dims=len(first.grid),
+            in_channels=len(first.channels),
+            out_channels=len(first.channels),
+            num_params=len(self.layout),
+            grid=first.grid,
+            channels=tuple(first.channels),
+            param_names=param_names(self.layout),
+            periodic=(first.periodic,) * len(first.grid),
+        )
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer

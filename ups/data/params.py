@@ -1,8 +1,11 @@
 """The PDE-parameter vector a model is conditioned on, and its layout (feature names, in order).
 
 Every checkpoint and registered model stores its layout, so adding a family never changes how an existing model
-loads or what it is fed. A layout is a tuple of feature names: `family:<name>` is a one-hot entry; the others are
-scaled parameters (each feature's scaling is part of its name's definition below and never changes).
+loads or what it is fed. A layout is a tuple of feature names:
+- `family:<name>`: a one-hot entry;
+- a fixed scaling of a family's parameter (`log10_nu`; the scalings below are part of stored models, never changed);
+- `z:<param>:<mean>:<std>`: any other parameter (a plugin family's, or one a data file gives), z-scored with the
+  training split's statistics, which the name carries.
 """
 
 from __future__ import annotations
@@ -10,16 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 
-from ups.spec.schema import FAMILIES
-
-FAMILY_PARAMS: dict[str, tuple[str, ...]] = {
-    "burgers1d": ("nu",),
-    "advection1d": ("beta",),
-    "reaction_diffusion1d": ("nu", "rho"),
-    "ks1d": ("L",),
-    "steady_diffusion1d": (),
-}
-"""The PDE parameters each family has (`L`, the Kuramoto–Sivashinsky domain length, varies per trajectory)."""
+from ups import catalog
 
 _SCALED: dict[str, tuple[str, Callable[[float], float]]] = {
     "log10_nu": ("nu", math.log10),
@@ -48,34 +42,74 @@ LEGACY_LAYOUT = (
 """The layout of every model trained before layouts were stored (and of any spec of these three families)."""
 
 
-def layout_for(families: Iterable[str]) -> tuple[str, ...]:
-    """One-hot entries for the spec's families, then the scaled parameters they have, in a fixed order."""
-    present = set(families)
-    if present <= {"burgers1d", "advection1d", "reaction_diffusion1d"}:
+def family_params(family: str | None) -> tuple:
+    """A family's parameters (catalogue rows); none for data without a family."""
+    return catalog.get("families", family).params if family else ()
+
+
+def zscored(name: str, mean: float, std: float) -> str:
+    return f"z:{name}:{mean!r}:{std!r}"
+
+
+def layout_for(
+    families: Iterable[str | None], extra: dict[str, tuple[float, float]] | None = None
+) -> tuple[str, ...]:
+    """One-hot entries for the families (catalogue order), then their parameters' fixed scalings (in `_SCALED`'s
+    order), then z-scored entries for `extra` parameters (name → (train mean, train std)), in name order."""
+    present = {f for f in families if f}
+    if present <= {"burgers1d", "advection1d", "reaction_diffusion1d"} and not extra and present:
         return LEGACY_LAYOUT  # what these families have always been fed
-    onehot = [f"family:{f}" for f in FAMILIES if f in present]
-    wanted = {p for f in present for p in FAMILY_PARAMS[f]}
-    return (*onehot, *(name for name, (param, _) in _SCALED.items() if param in wanted))
+    order = list(catalog.rows("families"))
+    onehot = [f"family:{f}" for f in order if f in present] if len(present) > 1 or present else []
+    wanted = {p.feature for f in present for p in family_params(f) if p.feature}
+    scaled = [name for name in _SCALED if name in wanted]
+    z = [zscored(n, *extra[n]) for n in sorted(extra or {})]
+    return (*onehot, *scaled, *z)
 
 
-def param_vector(layout: Iterable[str], family: str, params: dict[str, float]) -> list[float]:
-    """The conditioning vector of one sample; a parameter the family lacks is 0."""
+def unscaled_params(family: str | None) -> list[str]:
+    """A family's parameters that have no fixed scaling (z-scored when a model is conditioned on them)."""
+    return [p.name for p in family_params(family) if not p.feature]
+
+
+def param_vector(layout: Iterable[str], family: str | None, params: dict[str, float]) -> list[float]:
+    """The conditioning vector of one sample; a parameter the sample lacks is 0 (its mean, when z-scored)."""
     out = []
     for feature in layout:
         if feature.startswith("family:"):
             out.append(float(feature == f"family:{family}"))
-            continue
-        param, scale = _SCALED[feature]
-        value = params.get(param)
-        out.append(scale(value) if value else 0.0)
+        elif feature.startswith("z:"):
+            _, name, mean, std = feature.split(":")
+            value = params.get(name)
+            out.append((float(value) - float(mean)) / float(std) if value is not None else 0.0)
+        else:
+            param, scale = _SCALED[feature]
+            value = params.get(param)
+            out.append(scale(value) if value else 0.0)
     return out
 
 
 def parameter_from(layout: Iterable[str], vectors, param: str) -> list[float]:
     """One PDE parameter of every sample back from its conditioning vectors (N, P), e.g. KS's `L`."""
     layout = list(layout)
-    feature = next((f for f, (p, _) in _SCALED.items() if p == param and f in layout), None)
-    if feature is None:
-        raise KeyError(f"the layout {layout} has no feature for {param!r}")
-    column = layout.index(feature)
-    return [_UNSCALED[feature](float(row[column])) for row in vectors]
+    for column, feature in enumerate(layout):
+        if feature.startswith("z:"):
+            _, name, mean, std = feature.split(":")
+            if name == param:
+                return [float(row[column]) * float(std) + float(mean) for row in vectors]
+        elif feature in _SCALED and _SCALED[feature][0] == param:
+            return [_UNSCALED[feature](float(row[column])) for row in vectors]
+    raise KeyError(f"the layout {layout} has no feature for {param!r}")
+
+
+def param_names(layout: Iterable[str]) -> tuple[str, ...]:
+    """Readable names of a layout's columns (ModelIO.param_names)."""
+    names = []
+    for feature in layout:
+        if feature.startswith("z:"):
+            names.append(feature.split(":")[1])
+        elif feature.startswith("family:"):
+            names.append(feature)
+        else:
+            names.append(_SCALED[feature][0])
+    return tuple(names)

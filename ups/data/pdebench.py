@@ -137,10 +137,10 @@ class PDEBenchFile:
                 key="data.path",
                 got=got,
             )
-        if self._x.size != self.num_points or t.size < self.num_frames or self.num_frames < 2:
+        if self._x.size != self.num_points or t.size < self.num_frames or self.num_frames < 1:
             raise SpecError(
                 f"coordinates do not match `tensor` {self.shape}: x-coordinate has {self._x.size} entries, "
-                f"t-coordinate {t.size} (need X, and at least T >= 2)",
+                f"t-coordinate {t.size} (need X, and at least T >= 1)",
                 key="data.path",
                 got=got,
             )
@@ -177,6 +177,8 @@ class PDEBenchFile:
 
     @property
     def dt_file(self) -> float:
+        if self.num_frames < 2:
+            return 1.0  # one frame (steady data): no spacing
         return float(
             (self._t[-1] - self._t[0]) / (self.num_frames - 1)
         )  # the mean spacing: coords are float32

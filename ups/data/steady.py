@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ups.data.pdebench import GeneratedData
 from ups.spec.errors import SpecError
 
 GENERATOR_VERSION = 1
@@ -174,3 +175,25 @@ def _checked(a: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not (a > 0).all() or not np.isfinite(a).all():
         raise ValueError(f"`a` must be finite and > 0 everywhere, got min a={a.min()}")
     return a, f
+
+
+def generate_steady_data(
+    *, num_trajectories: int, num_points: int = 128, seed: int = 0, **_unused
+) -> GeneratedData:
+    """The steady family's generator, in the layout the `pdebench` format reads: solutions `tensor` (N, 1, X),
+    inputs `a` and `f` (N, X) each, named by the `inputs` attribute (a time-independent family takes no frames)."""
+    data = generate_steady(num_samples=num_trajectories, num_points=num_points, seed=seed)
+    return GeneratedData(
+        tensor=data.u[:, None],
+        x=data.x,
+        t=np.zeros(1, dtype=np.float32),
+        attrs={**data.attrs, "inputs": "a,f"},
+        datasets={"a": data.a, "f": data.f},
+    )
+
+
+def harmonic_solution(inputs: np.ndarray) -> np.ndarray:
+    """The family's cheap classical solve: inputs (N, 2, X) = (a, f) → (N, 1, X), the constant-coefficient solve
+    with the harmonic mean of a (`harmonic_baseline`)."""
+    inputs = np.asarray(inputs, dtype=np.float64)
+    return harmonic_baseline(inputs[:, 0], inputs[:, 1])[:, None].astype(np.float32)

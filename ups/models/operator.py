@@ -1,10 +1,12 @@
-"""Latent neural operator for 1D fields.
+"""The latent operator (kind `latent_operator`) for 1D fields.
 
-Legend: B batch, C fields, X grid points, N latent tokens (X / patch_size), D latent channels,
-P PDE parameters, M Fourier modes.
+Legend: B batch, C channels, X grid points, N latent tokens (X / patch_size), D latent channels, P PDE parameters,
+M Fourier modes.
 
-grid → encoder (patchify) → N tokens → processor blocks (spectral + pointwise mixing, FiLM-conditioned on
-the PDE parameters and Δt) → decoder (unpatchify + periodic smoothing) → residual update of the state.
+grid (+ sin/cos of the periodic coordinate) → encoder (patchify) → N tokens → processor blocks (spectral + pointwise
+mixing, FiLM-conditioned on the PDE parameters and Δt) → decoder (unpatchify + periodic smoothing) → an update of
+the state (the last layer starts at zero, so the operator starts as the identity). Inputs and outputs are in the
+platform's normalized units (ups.models.wrap).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ups.models.config import OperatorConfig
+from ups.models.config import LatentOperatorConfig
+from ups.plugin import ModelIO
 
 
 class SpectralMixing(nn.Module):
@@ -39,7 +42,10 @@ class SpectralMixing(nn.Module):
 class ProcessorBlock(nn.Module):
     """Pre-norm residual block: FiLM(cond) → spectral + pointwise mixing → FiLM(cond) → MLP."""
 
-    def __init__(self, cfg: OperatorConfig) -> None:
+    fsdp_unit = True
+    """Under FSDP each block is its own shard unit."""
+
+    def __init__(self, cfg: LatentOperatorConfig) -> None:
         super().__init__()
         d = cfg.latent_dim
         self.norm1 = nn.GroupNorm(1, d)
@@ -61,19 +67,23 @@ class ProcessorBlock(nn.Module):
         return h + self.mlp(z)
 
 
-class LatentNet(nn.Module):
-    """The shared trunk: fields (+ sin/cos of the periodic coordinate) → patch tokens → processor blocks
-    conditioned on a vector → unpatchify → periodic smoothing → output fields (the last layer starts at zero)."""
+class LatentOperator(nn.Module):
+    """module(z, params, dt) → the next state (B, out_channels, X), normalized; `increment` is the update alone."""
 
-    def __init__(self, cfg: OperatorConfig, *, in_fields: int, out_fields: int, cond_inputs: int) -> None:
+    starts_at_zero = True
+    """`increment` is exactly zero at initialization (its last layer starts at zero)."""
+
+    def __init__(self, cfg: LatentOperatorConfig, io: ModelIO) -> None:
         super().__init__()
-        self.cfg = cfg
+        if io.spatial_dims != 1:
+            raise ValueError(f"latent_operator is built for 1D grids, got spatial_dims={io.spatial_dims}")
+        self.cfg, self.out_channels, self.residual = cfg, io.out_channels, cfg.residual
         d, p = cfg.latent_dim, cfg.patch_size
         self.encoder = nn.Sequential(
-            nn.Conv1d(in_fields + 2, d, kernel_size=p, stride=p), nn.GELU(), nn.Conv1d(d, d, 1)
+            nn.Conv1d(io.in_channels + 2, d, kernel_size=p, stride=p), nn.GELU(), nn.Conv1d(d, d, 1)
         )
         self.cond = nn.Sequential(
-            nn.Linear(cond_inputs, cfg.cond_dim), nn.GELU(), nn.Linear(cfg.cond_dim, cfg.cond_dim)
+            nn.Linear(io.num_params + 1, cfg.cond_dim), nn.GELU(), nn.Linear(cfg.cond_dim, cfg.cond_dim)
         )
         self.blocks = nn.ModuleList(ProcessorBlock(cfg) for _ in range(cfg.num_layers))
         w, k = cfg.decoder_dim, cfg.decoder_kernel
@@ -82,56 +92,33 @@ class LatentNet(nn.Module):
             nn.GELU(),
             nn.Conv1d(w, w, k, padding=k // 2, padding_mode="circular"),
             nn.GELU(),
-            nn.Conv1d(w, out_fields, 1),
+            nn.Conv1d(w, io.out_channels, 1),
         )
         nn.init.zeros_(self.head[-1].weight)  # start at zero: the identity map, or no correction
         nn.init.zeros_(self.head[-1].bias)
 
-    def trunk(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """z: (B, C_in, X) normalized fields; cond: (B, cond_inputs). Returns (B, C_out, X)."""
+    def increment(self, z: torch.Tensor, params: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+        """z: (B, C_in, X) normalized fields; params: (B, P); dt: (B,). Returns (B, C_out, X)."""
         b, _, x = z.shape
         phase = 2 * math.pi * (torch.arange(x, device=z.device, dtype=z.dtype) + 0.5) / x
         coords = torch.stack([phase.sin(), phase.cos()]).expand(b, 2, x)  # (B, 2, X)
         h = self.encoder(torch.cat([z, coords], dim=1))  # (B, D, N)
-        c = self.cond(cond)  # (B, cond_dim)
+        c = self.cond(torch.cat([params, dt.view(-1, 1).to(params.dtype)], dim=1))  # (B, cond_dim)
         for block in self.blocks:
             h = block(h, c)
         return self.head(self.decoder(h))  # (B, C_out, X)
 
+    def forward(self, z: torch.Tensor, params: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+        delta = self.increment(z, params, dt)
+        return z[:, : self.out_channels] + delta if self.residual else delta
 
-class LatentOperator(LatentNet):
-    """Maps u(t) to u(t + Δt) for a batch of 1D states, conditioned on PDE parameters and Δt.
 
-    Normalization statistics (from the training split) are buffers, so they travel with the state_dict.
-    """
-
-    def __init__(self, cfg: OperatorConfig, *, num_fields: int = 1, num_params: int = 1) -> None:
-        super().__init__(cfg, in_fields=num_fields, out_fields=num_fields, cond_inputs=num_params + 1)
-        self.register_buffer("field_mean", torch.zeros(num_fields))
-        self.register_buffer("field_std", torch.ones(num_fields))
-
-    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        self.field_mean.copy_(mean)
-        self.field_std.copy_(std.clamp_min(1e-8))
-
-    def normalize(self, u: torch.Tensor) -> torch.Tensor:
-        return (u - self.field_mean.view(1, -1, 1)) / self.field_std.view(1, -1, 1)
-
-    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
-        return z * self.field_std.view(1, -1, 1) + self.field_mean.view(1, -1, 1)
-
-    def forward(self, u: torch.Tensor, params: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
-        """u: (B, C, X) physical state; params: (B, P) PDE parameters (scaled); dt: (B,). Returns (B, C, X)."""
-        delta = self.trunk(self.normalize(u), torch.cat([params, dt.view(-1, 1)], dim=1))  # (B, C, X)
-        return u + self.field_std.view(1, -1, 1) * delta
-
-    def rollout(self, u0: torch.Tensor, params: torch.Tensor, dt: torch.Tensor, steps: int) -> torch.Tensor:
-        """Autoregressive prediction of `steps` states after u0: (B, C, X) → (B, steps, C, X)."""
-        return rollout(self, u0, params, dt, steps)
+def build(cfg: dict, io: ModelIO) -> LatentOperator:
+    return LatentOperator(LatentOperatorConfig(**cfg), io)
 
 
 def rollout(step, u0: torch.Tensor, params: torch.Tensor, dt: torch.Tensor, steps: int) -> torch.Tensor:
-    """Feed a one-step predictor its own output `steps` times: (B, C, X) → (B, steps, C, X)."""
+    """Feed a one-step predictor its own output `steps` times: (B, C, *grid) → (B, steps, C, *grid)."""
     states = []
     u = u0
     for _ in range(steps):

@@ -1,18 +1,19 @@
-"""PDE-Refiner's refinement (Lippe et al. 2023) on top of a frozen one-step operator.
+"""PDE-Refiner's refinement (Lippe et al. 2023) on top of a frozen one-step operator, with any catalogue model as
+the refiner's network.
 
-Legend: B batch, C fields, X grid points, P PDE parameters, K denoising steps. Everything the refiner sees and
-returns is in the operator's normalized units (z = (u − mean) / std).
+Legend: B batch, C channels, *grid one or two grid axes, P PDE parameters, K denoising steps. Everything the
+refiner sees and returns is in the operator's normalized units (z = (u − mean) / std).
 
 Inference: ẑ⁰ = operator(u_t); for k in the predictor's steps: z̃ = ẑ + σ_k ε, ẑ = z̃ − σ_k R(z_t, z̃, k), with
 σ_k = σ_min^(k/K). The refiner predicts the noise; a consistency-distilled student is a refiner run at fewer steps.
 
-How R sees its input (`stage.refiner_input`):
+The network F is called as F([z_t, x] (B, 2C, *grid), [params, k/K] (B, P + 1), dt): the noise level is one more
+parameter column. How R uses it (`refiner_input`):
 - `residual` (default): x = (z̃ − ẑ⁰)/σ_k, the noised input's deviation from the frozen operator's prediction in
-  units of the noise, and R = x − F(z_t, x, k). ẑ⁰ is a function of u_t, so R is still R(u_t, z̃, k). With F = 0
-  (its initialization) every step returns ẑ⁰ exactly: the refiner starts as the operator and learns the
-  operator's remaining error at each noise level, which a small network learns within a CPU budget.
-- `state`: the paper's parametrization, R = F(z_t, z̃, k). F must find noise of size σ_k in an O(1) field; with a
-  separate small refiner on a short budget it does not (docs/stages.md, "Measured").
+  units of the noise, and R = x − g·F. The product g·F starts at zero (a model whose output starts at zero, as the
+  built-ins' does, gets g = 1; any other a gate g that starts at zero): every step then returns ẑ⁰ exactly, so the
+  refiner starts as the operator and learns the operator's remaining error at each noise level.
+- `state`: the paper's parametrization, x = z̃ and R = g·F.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ups.models.config import OperatorConfig
-from ups.models.operator import LatentNet, LatentOperator, rollout
-from ups.spec.schema import REFINER_INPUTS
+from ups.models.operator import rollout
+from ups.models.wrap import Normalized, output_of
+
+REFINER_INPUTS = ("residual", "state")
 
 
 def noise_level(k: int, *, num_steps: int, sigma_min: float) -> float:
@@ -30,21 +32,19 @@ def noise_level(k: int, *, num_steps: int, sigma_min: float) -> float:
     return sigma_min ** (k / num_steps)
 
 
-class Refiner(LatentNet):
+class Refiner(nn.Module):
     """R(z_t, z̃, k) → the noise in z̃, conditioned on the PDE parameters, Δt and k/K."""
 
-    def __init__(
-        self,
-        cfg: OperatorConfig,
-        *,
-        num_fields: int = 1,
-        num_params: int = 1,
-        refiner_input: str = "residual",
-    ) -> None:
+    def __init__(self, net: nn.Module, *, refiner_input: str = "residual") -> None:
+        super().__init__()
         if refiner_input not in REFINER_INPUTS:
             raise ValueError(f"`refiner_input` must be one of {REFINER_INPUTS}, got {refiner_input!r}")
-        super().__init__(cfg, in_fields=2 * num_fields, out_fields=num_fields, cond_inputs=num_params + 2)
-        self.residual = refiner_input == "residual"
+        self.net = net
+        self.residual_input = refiner_input == "residual"
+        # the refiner starts as the operator: a net whose output starts at zero (the built-ins say so) needs no
+        # gate; any other is multiplied by a gate that starts at zero (it learns first, then the net does)
+        start = 1.0 if getattr(net, "starts_at_zero", False) else 0.0
+        self.gate = nn.Parameter(torch.tensor(start))
 
     def forward(
         self,
@@ -56,13 +56,14 @@ class Refiner(LatentNet):
         params: torch.Tensor,
         dt: torch.Tensor,
     ) -> torch.Tensor:
-        """z_t, z_noisy, z_op (the operator's prediction): (B, C, X); level: (B,) = k/K; sigma: (B,) = σ_k;
-        params (B, P); dt (B,). Returns ε̂ (B, C, X)."""
-        cond = torch.cat([params, dt.view(-1, 1), level.view(-1, 1)], dim=1)  # (B, P + 2)
-        if not self.residual:
-            return self.trunk(torch.cat([z_t, z_noisy], dim=1), cond)
-        x = (z_noisy - z_op) / sigma.view(-1, 1, 1)  # (B, C, X): ε plus the operator's error in units of σ_k
-        return x - self.trunk(torch.cat([z_t, x], dim=1), cond)
+        """z_t, z_noisy, z_op (the operator's prediction): (B, C, *grid); level: (B,) = k/K; sigma: (B,) = σ_k;
+        params (B, P); dt (B,). Returns ε̂ (B, C, *grid)."""
+        cond = torch.cat([params, level.view(-1, 1).to(params.dtype)], dim=1)  # (B, P + 1)
+        if not self.residual_input:
+            return self.gate * output_of(self.net, torch.cat([z_t, z_noisy], dim=1), cond, dt)
+        shape = (-1, *([1] * (z_t.ndim - 1)))
+        x = (z_noisy - z_op) / sigma.view(shape)  # ε plus the operator's error in units of σ_k
+        return x - self.gate * output_of(self.net, torch.cat([z_t, x], dim=1), cond, dt)
 
 
 class RefinedOperator(nn.Module):
@@ -73,7 +74,7 @@ class RefinedOperator(nn.Module):
 
     def __init__(
         self,
-        operator: LatentOperator,
+        operator: Normalized,
         refiner: Refiner,
         *,
         num_steps: int,
@@ -96,7 +97,7 @@ class RefinedOperator(nn.Module):
         self, z_t, z, z_op, k: int, params, dt, refiner: nn.Module | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One denoising step at level k from ẑ = `z` (z_op: the operator's prediction ẑ⁰): (the noised input z̃,
-        the refined ẑ), both (B, C, X)."""
+        the refined ẑ), both (B, C, *grid)."""
         sigma = self.sigma(k)
         z_noisy = z + sigma * torch.randn_like(z)
         level = torch.full((z.shape[0],), k / self.num_steps, device=z.device, dtype=z.dtype)
@@ -105,12 +106,12 @@ class RefinedOperator(nn.Module):
         return z_noisy, z_noisy - sigma * eps
 
     def operator_step(self, u: torch.Tensor, params: torch.Tensor, dt: torch.Tensor):
-        """(z_t, ẑ⁰): the normalized state and the operator's normalized prediction, both (B, C, X)."""
+        """(z_t, ẑ⁰): the normalized state and the operator's normalized prediction, both (B, C, *grid)."""
         op = self.operator
         return op.normalize(u), op.normalize(op(u, params, dt))
 
     def forward(self, u: torch.Tensor, params: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
-        """u: (B, C, X) physical state → the refined next state (B, C, X)."""
+        """u: (B, C, *grid) physical state → the refined next state (B, C, *grid)."""
         z_t, z_op = self.operator_step(u, params, dt)
         z = z_op
         for k in self.steps:

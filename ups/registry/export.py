@@ -11,6 +11,7 @@ old export or the whole new one. A DIR that holds anything is refused unless `fo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -49,14 +50,15 @@ def export(
     import numpy as np
 
     from ups.loading import load, sha256_of
+    from ups.models.legacy import MODEL_FORMAT
 
     _check_out(out, force)  # before anything is read or downloaded
     uri = store_uri(tracking_uri, home)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     loaded = load(source, home=home, tracking_uri=uri)
-    loaded.predictor()  # every key must fit the architecture before anything is written
-    arrays = {k: v.detach().cpu().numpy() for k, v in loaded.state.items()}
+    model = loaded.predictor()  # every key must fit the architecture before anything is written
+    arrays = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}  # today's format
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -68,6 +70,9 @@ def export(
             "predictor": loaded.stage.predictor,
             "lineage": loaded.lineage,
             "layout": list(loaded.layout),
+            "io": dataclasses.asdict(loaded.io),
+            "meta": loaded.meta if loaded.meta is not None else {},
+            "model_format": MODEL_FORMAT,
             "run_id": loaded.run_id,
             "source": source,
             "parameters": int(sum(a.size for a in arrays.values())),

@@ -39,11 +39,17 @@ def evaluate_gates(
     champion: dict | None,
     champ_samples: dict | None,
     task_names: list[str] | None = None,
+    spec=None,
 ) -> dict[str, Gate]:
+    """Thresholds are bounds in each metric's good direction (an upper bound on an error, a lower bound on
+    corr_time or a plugin metric with `higher_is_better`); `spec` finds its `eval.metrics` plugins' directions."""
     gates: dict[str, Gate] = {}
     for name, bound in cfg.thresholds.items():
         v = candidate[name]
-        gates[f"threshold:{name}"] = Gate(v, bool(v <= bound), f"{name} = {v:.4g} (must be <= {bound})")
+        if direction(name, spec) == "maximize":
+            gates[f"threshold:{name}"] = Gate(v, bool(v >= bound), f"{name} = {v:.4g} (must be >= {bound})")
+        else:
+            gates[f"threshold:{name}"] = Gate(v, bool(v <= bound), f"{name} = {v:.4g} (must be <= {bound})")
     if cfg.beat_persistence:  # the stage's trivial baselines: persistence, or the steady baselines
         pairs = [
             (m, f"persistence_{m}")
@@ -71,7 +77,7 @@ def evaluate_gates(
         else:
             c = per_sample_metric(cand_samples, cfg.champion_metric, task_names).numpy()
             k = per_sample_metric(champ_samples, cfg.champion_metric, task_names).numpy()
-            sign = -1.0 if direction(cfg.champion_metric) == "maximize" else 1.0  # compare as errors
+            sign = -1.0 if direction(cfg.champion_metric, spec) == "maximize" else 1.0  # compare as errors
             c, k = sign * c, sign * k
             p = paired_improvement(c, k, margin=sign * cfg.champion_margin)
             better = c.mean() <= (1 - sign * cfg.champion_margin) * k.mean() and p < cfg.champion_p_value

@@ -218,6 +218,7 @@ def _decide(
             champion,
             champ_samples,
             cand_spec.data.task_names(),
+            spec,
         )
         passed = all(g.passed for g in gates.values())
         shown = spec.registry.gates.champion_metric
@@ -294,19 +295,27 @@ def _register(
     import ups.registry.pyfunc as code
     from ups.data.source import combined_fingerprint
     from ups.loading import sha256_of
+    from ups.models.legacy import MODEL_FORMAT
+    from ups.registry.plugins import plugins_of
     from ups.run.report import model_card
     from ups.tracking.session import git_commit
 
     spec = candidate.spec
-    x = spec.data.sources()[0].num_points
+    io = candidate.io
     weights = scratch / "weights.npz"
-    np.savez(weights, **{k: v.detach().cpu().numpy() for k, v in candidate.state.items()})
+    state = candidate.predictor().state_dict()  # in today's format, whatever file it came from
+    np.savez(weights, **{k: v.detach().cpu().numpy() for k, v in state.items()})
     fingerprint = combined_fingerprint(sources) if sources else getattr(datamodule, "fingerprint", "")
+    plugins = plugins_of(candidate.specs)
     config = {
         "kind": candidate.stage.kind,
         "lineage": candidate.lineage,
         "layout": list(candidate.layout),
-        "model": {k: getattr(spec.model, k) for k in spec.model.__dataclass_fields__},
+        "io": dataclasses.asdict(io),
+        "meta": candidate.meta if candidate.meta is not None else {"families": [s.family for s in sources]},
+        "model_format": MODEL_FORMAT,
+        "plugins": plugins,
+        "model": dataclasses.asdict(spec.model),
         "tasks": {
             task: {
                 "params": src.vectors(candidate.layout)[0].tolist(),
@@ -316,8 +325,8 @@ def _register(
             }
             for task, src in zip(spec.data.task_names() or ["default"], sources)
         },
-        "num_points": x,
-        "fields": ["u"],
+        "num_points": io.grid[0],
+        "fields": list(io.channels),
         "data_fingerprint": fingerprint,
         "spec": dataclasses.asdict(spec),
         "run_id": run.info.run_id,
@@ -326,13 +335,18 @@ def _register(
     }
     cfg_path = scratch / "config.json"
     cfg_path.write_text(json.dumps(config, indent=1))
+    flat = io.spatial_dims == 1 and io.out_channels == 1  # a 1D one-channel model keeps its (B, X) input
     if candidate.stage.steady:
-        a, f = datamodule.tensors["test"][:2]
-        example = np.stack([a[:2].numpy(), f[:2].numpy()], axis=1)  # (2, 2, X): coefficient and forcing
-        shape, out_shape = (-1, 2, x), (-1, x)
+        example = datamodule.tensors["test"][0][:2].numpy()  # (2, C_in, *grid)
+        shape, out_shape = (
+            (-1, io.in_channels, *io.grid),
+            ((-1, *io.grid) if flat else (-1, io.out_channels, *io.grid)),
+        )
     else:
-        example = datamodule.states["test"][:2, spec.eval.context_frames - 1, 0].numpy()  # (2, X)
-        shape, out_shape = (-1, x), (-1, x)
+        start = datamodule.states["test"][:2, spec.eval.context_frames - 1].numpy()  # (2, C, *grid)
+        example = start[:, 0] if flat else start
+        shape = (-1, *io.grid) if flat else (-1, io.out_channels, *io.grid)
+        out_shape = shape
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), shape)]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), out_shape)]),
@@ -357,6 +371,7 @@ def _register(
                 f"torch=={torch.__version__.split('+')[0]}",
                 f"mlflow=={mlflow.__version__}",
                 "numpy",
+                *sorted({p["distribution"] for p in plugins if p.get("distribution")}),
             ],
         )
     version = str(info.registered_model_version)

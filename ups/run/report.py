@@ -42,7 +42,9 @@ def metrics_table(metrics: dict[str, float], *, wall_seconds: float, where: list
             shown = f"{base:.4g}" if base is not None else "-"
             rows.append((key, f"{model:.4g}", shown, f"{model / base:.3f}" if base else "-"))
         solver = metrics.get(f"{split}/solver_rollout_nrmse")
-        if solver and f"{split}/rollout_nrmse" in metrics:
+        if solver is None and f"{split}/rollout_nrmse" in metrics:
+            extra.append(f"{split}: no solver for this data (its family has none, or the data has no family)")
+        elif solver and f"{split}/rollout_nrmse" in metrics:
             model = metrics[f"{split}/rollout_nrmse"]
             extra.append(
                 f"{split}/rollout_nrmse next to the coarse solver (4x coarser grid): model {model:.4g}, solver "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -155,10 +156,14 @@ def run_spec(
         launched, rank, lambda: _datamodule(spec, stage, home, upstream.layout if upstream else None)
     )
     kwargs = {"upstream_state": upstream.state} if upstream else {}
+    if upstream is not None:
+        _check_upstream_shapes(upstream, datamodule, str(resolved.path))
     module = stage.load("module")(
         redact_tree(resolved.to_dict()),
         upstream.lineage if upstream else [],
         list(datamodule.layout),
+        dataclasses.asdict(datamodule.io),
+        {"families": [s.family for s in getattr(datamodule, "sources", None) or [datamodule.source]]},
         **kwargs,
     )
     module.setup_data(datamodule)
@@ -319,7 +324,7 @@ def _training_budget(trainer) -> tuple[int, int, str | None]:
 
 def _upstream(resolved: ResolvedSpec, stage, home: Path, given: str | None):
     """The trained predictor a consuming stage builds on (None for a stage that consumes nothing)."""
-    if stage.consumes is None:
+    if not stage.consumes:
         return None
     from ups.loading import load
     from ups.tracking.session import mlflow_uri
@@ -335,9 +340,10 @@ def _upstream(resolved: ResolvedSpec, stage, home: Path, given: str | None):
         loaded = load(source, home=home, tracking_uri=uri)
     except SpecError as exc:
         raise exc.located(file=spec_file, key="stage.from") from None
-    if loaded.stage.kind != stage.consumes:
+    if loaded.stage.kind not in stage.consumes:
         raise SpecError(
-            f"the {stage.kind} stage builds on a {stage.consumes} stage, and this is a {loaded.stage.kind} stage",
+            f"the {stage.kind} stage builds on a {' or '.join(stage.consumes)} stage, and this is a "
+            f"{loaded.stage.kind} stage",
             file=spec_file,
             key="stage.from",
             got=source,
@@ -345,12 +351,28 @@ def _upstream(resolved: ResolvedSpec, stage, home: Path, given: str | None):
     return loaded
 
 
+def _check_upstream_shapes(upstream, datamodule, spec_file: str) -> None:
+    """A stage builds on a predictor made for the same shapes of data (channels and grid)."""
+    have = upstream.io
+    if have is not None and (have.out_channels, have.grid) != (
+        datamodule.io.out_channels,
+        datamodule.io.grid,
+    ):
+        raise SpecError(
+            f"the upstream predictor was made for {have.out_channels} channel(s) on a {have.grid} grid; this data "
+            f"has {datamodule.io.out_channels} on {datamodule.io.grid}",
+            file=spec_file,
+            key="stage.from",
+            got=upstream.source,
+        )
+
+
 def _datamodule(spec, stage, home: Path, layout):
     """The stage's datamodule (trajectories or steady samples) and the fingerprint of its data."""
     if stage.steady:
         from ups.data.steady_datamodule import SteadyDataModule
 
-        dm = SteadyDataModule(spec, layout=layout)
+        dm = SteadyDataModule(spec, home, layout=layout)
         return dm, dm.fingerprint
     from ups.data.datamodule import PDEDataModule
     from ups.data.source import combined_fingerprint, load_sources
@@ -384,7 +406,7 @@ def _plots(spec, metrics: dict[str, float], shown: dict, split: str, artifacts: 
 def _model_extras(model, datamodule) -> dict[str, float]:
     import torch
 
-    states = datamodule.states["val"][:32, 0]  # (B, C, X)
+    states = datamodule.states["val"][:32, 0]  # (B, C, *grid)
     params = datamodule.params["val"][: states.shape[0]]
     dt = datamodule.dts["val"][: states.shape[0]]
     with torch.no_grad():

@@ -6,17 +6,12 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from ups import catalog
+from ups.plugin import ModelIO
 from ups.spec.errors import SpecError, did_you_mean
-from ups.spec.metrics import metric_names
+from ups.spec.metrics import metric_names, plugin_metrics
 from ups.spec.names import check_safe_name
-from ups.spec.schema import (
-    REFINER_INPUTS,
-    STEADY_FAMILIES,
-    ConsistencyDistillStage,
-    DiffusionResidualStage,
-    OperatorStage,
-    Spec,
-)
+from ups.spec.schema import Spec
 
 Source = Callable[[str], str]
 
@@ -41,13 +36,15 @@ def _check_metric(spec: Spec, source: Source, key: str, name: str) -> None:
         )
 
 
-_NEEDS = {
-    "burgers1d": ("nu",),
-    "advection1d": ("beta",),
-    "reaction_diffusion1d": ("nu", "rho"),
-    "ks1d": ("length_low", "length_high"),
-    "steady_diffusion1d": (),
-}
+def _family(src, prefix: str, source: Source) -> catalog.FamilyRow | None:
+    """The catalogue row of a data set's family (None when it has none: a file whose reader decides)."""
+    if src.family is None:
+        return None
+    try:
+        return catalog.get("families", src.family)
+    except catalog.CatalogError as exc:
+        key = f"{prefix}family"
+        raise SpecError(exc.problem, file=source(key), key=key, got=exc.got, hint=exc.hint) from None
 
 
 def _check_source(src, prefix: str, spec: Spec, source: Source) -> None:
@@ -62,9 +59,12 @@ def _check_source(src, prefix: str, spec: Spec, source: Source) -> None:
         "must be >= 3 (train, val and test need one each)",
         src.num_trajectories,
     )
-    req(src.num_points >= 8, "num_points", "must be >= 8", src.num_points)
-    req(src.dt > 0, "dt", "must be > 0", src.dt)
-    req(src.num_frames >= 2, "num_frames", "must be >= 2", src.num_frames)
+    if src.num_points is not None:
+        req(src.num_points >= 8, "num_points", "must be >= 8", src.num_points)
+    if src.dt is not None:
+        req(src.dt > 0, "dt", "must be > 0", src.dt)
+    if src.num_frames is not None:
+        req(src.num_frames >= 1, "num_frames", "must be >= 1", src.num_frames)
     for name in ("nu", "rho"):
         value = getattr(src, name)
         if value is not None:
@@ -82,21 +82,29 @@ def _check_source(src, prefix: str, spec: Spec, source: Source) -> None:
         "val_fraction + test_fraction must be < 1 (train needs data)",
         src.val_fraction + src.test_fraction,
     )
+    row = _family(src, prefix, source)
     if src.path is None:
-        for name in _NEEDS[src.family]:
+        req(row is not None, "family", "no data: set a family to generate it, or a file (path)", src.family,
+            f"Families: {', '.join(catalog.names('families'))}.")  # fmt: skip
+        req(row.generator is not None, "path", f"the {row.name} family has no generator: give a data file",
+            src.path)  # fmt: skip
+        for name in row.requires:
             req(
-                getattr(src, name) is not None,
+                getattr(src, name, None) is not None,
                 name,
-                f"the {src.family} generator needs `{name}`",
+                f"the {row.name} generator needs `{name}`",
                 None,
                 f"Set {prefix}{name} or {prefix}path.",
             )
-        req(
-            src.generator.solver_points % src.num_points == 0,
-            "generator.solver_points",
-            f"must be a multiple of {prefix}num_points ({src.num_points})",
-            src.generator.solver_points,
-        )
+        if src.num_points is not None:
+            req(
+                src.generator.solver_points % src.num_points == 0,
+                "generator.solver_points",
+                f"must be a multiple of {prefix}num_points ({src.num_points})",
+                src.generator.solver_points,
+            )
+        for name in ("num_points", "dt", "num_frames"):
+            req(getattr(src, name) is not None, name, "a generator needs it (null means a file's)", None)
     else:
         p = Path(src.path).expanduser()
         req(
@@ -104,34 +112,42 @@ def _check_source(src, prefix: str, spec: Spec, source: Source) -> None:
             "path",
             "file not found",
             src.path,
-            "Give a PDEBench HDF5 file, or remove data.path to generate data.",
+            "Give a data file, or remove data.path to generate data.",
         )
         req(os.access(p, os.R_OK), "path", "file is not readable", src.path)
-    if src.family == "ks1d" and src.length_low is not None and src.length_high is not None:
-        req(
-            0 < src.length_low <= src.length_high,
-            "length_high",
-            f"`0 < length_low <= length_high` must hold, got (length_low={src.length_low}, "
-            f"length_high={src.length_high})",
-            src.length_high,
+        try:
+            catalog.get("formats", src.format)
+        except catalog.CatalogError as exc:
+            raise SpecError(exc.problem, file=source(f"{prefix}format"), key=f"{prefix}format", got=exc.got,
+                            hint=exc.hint) from None  # fmt: skip
+    if row is not None and row.checks:
+        catalog.load(row.checks)(src, prefix, lambda ok, key, problem, got, hint=None: _require(
+            ok, source, key, problem, got, hint))  # fmt: skip
+    e, t = spec.eval, spec.train
+    if row is not None and src.num_points is not None:
+        io = ModelIO(
+            spatial_dims=row.spatial_dims,
+            in_channels=len(row.channels),
+            out_channels=len(row.channels),
+            num_params=len(row.params),
+            grid=(src.num_points,) * row.spatial_dims,
+            channels=row.channels,
         )
-    e, t, m = spec.eval, spec.train, spec.model
-    _require(
-        src.num_points % m.patch_size == 0,
-        source,
-        "model.patch_size",
-        f"must divide {prefix}num_points ({src.num_points})",
-        m.patch_size,
-    )
-    if src.family in STEADY_FAMILIES:
+        check = getattr(spec.model, "check", None)
+        for field_name, problem in (check(io) if check else ()) or ():
+            key = f"model.{field_name}"
+            raise SpecError(problem, file=source(key), key=key)
+    if row is not None and row.steady:
         return
-    if src.train_frames is not None:
+    if src.train_frames is not None and src.num_frames is not None:
         req(
             t.unroll_steps < src.train_frames <= src.num_frames,
             "train_frames",
             f"must be in (train.unroll_steps, num_frames] = ({t.unroll_steps}, {src.num_frames}]",
             src.train_frames,
         )
+    if src.num_frames is None:
+        return  # a file's frames: checked when it is read
     frames = f"{prefix}num_frames ({src.num_frames})"
     _require(
         e.context_frames + e.horizon <= src.num_frames,
@@ -163,7 +179,7 @@ def _check_data(spec: Spec, source: Source) -> None:
         _require(task.name not in names[:i], source, f"{prefix}name", "task names must be unique", task.name)
         _require(task.weight > 0, source, f"{prefix}weight", "must be > 0", task.weight)
         _require(
-            task.num_points == d.tasks[0].num_points,
+            task.num_points == d.tasks[0].num_points or task.path is not None or d.tasks[0].path is not None,
             source,
             f"{prefix}num_points",
             f"every task needs the model's grid ({d.tasks[0].num_points} points)",
@@ -214,54 +230,52 @@ def _check_registry(spec: Spec, source: Source) -> None:
 
 
 def _check_stage(spec: Spec, source: Source) -> None:
+    """The stage's own rules (its config's `check`), and steady data for a steady stage, trajectories otherwise."""
     st = spec.stage
-    if isinstance(st, OperatorStage):
-        for key, w in vars(st.loss).items():
-            _require(w >= 0, source, f"stage.loss.{key}", "must be >= 0", w)
+    st.check(spec, lambda ok, key, problem, got, hint=None: _require(ok, source, key, problem, got, hint))
+    row = catalog.get("stages", st.kind)
+    for i, src in enumerate(spec.data.sources()):
+        if src.family is None:
+            continue  # a file's reader says what it holds: checked when it is read
+        family = catalog.get("families", src.family)
+        key = f"data.tasks.{i}.family" if spec.data.tasks else "data.family"
         _require(
-            sum(vars(st.loss).values()) > 0,
+            family.steady == row.steady,
             source,
-            "stage.loss",
-            "at least one loss weight must be > 0",
-            vars(st.loss),
+            key,
+            f"the {st.kind} stage needs {'steady' if row.steady else 'time-dependent'} data, and the "
+            f"{family.name} family is {'steady' if family.steady else 'time-dependent'}",
+            src.family,
+            "Steady families: " + ", ".join(n for n, f in catalog.rows("families").items() if f.steady) + ".",
         )
-    if isinstance(st, DiffusionResidualStage):
-        _require(1 <= st.num_steps <= 16, source, "stage.num_steps", "must be in [1, 16]", st.num_steps)
-        _require(0 < st.sigma_min < 1, source, "stage.sigma_min", "must be in (0, 1)", st.sigma_min)
+
+
+def _check_metrics(spec: Spec, source: Source) -> None:
+    """`eval.metrics`: each names a metric plugin (a catalogue name or "pkg.module:fn") not shadowing a built-in."""
+    seen = []
+    for i, name in enumerate(spec.eval.metrics):
+        key = "eval.metrics"
+        try:
+            row = plugin_metrics(spec)[i]
+        except catalog.CatalogError as exc:
+            raise SpecError(exc.problem, file=source(key), key=key, got=exc.got, hint=exc.hint) from None
         _require(
-            st.refiner_input in REFINER_INPUTS,
-            source,
-            "stage.refiner_input",
-            "must be `residual` or `state`",
-            st.refiner_input,
+            row.fn is not None, source, key, "is a built-in metric (always reported): list plugins only", name
         )
-    if isinstance(st, ConsistencyDistillStage):
-        _require(st.num_evals in (1, 2), source, "stage.num_evals", "must be 1 or 2", st.num_evals)
-    if isinstance(st, DiffusionResidualStage | ConsistencyDistillStage):
-        _require(0 <= st.ema_decay < 1, source, "stage.ema_decay", "must be in [0, 1)", st.ema_decay)
         _require(
-            spec.hardware.precision == "32-true",
+            catalog.METRIC_NAME.fullmatch(row.name) is not None,
             source,
-            "hardware.precision",
-            f"the {st.kind} stage runs in fp32 only (noise levels near 1e-7 vanish in bf16 and TF32)",
-            spec.hardware.precision,
-            "Use hardware.precision=32-true.",
+            key,
+            "a metric's name must match [a-z][a-z0-9_]*",
+            row.name,
         )
-    steady_data = {s.family in STEADY_FAMILIES for s in spec.data.sources()}
-    wants_steady = st.kind == "steady_prior"
-    _require(
-        steady_data == {wants_steady},
-        source,
-        "data.family",
-        f"the {st.kind} stage needs {'steady' if wants_steady else 'time-dependent'} data",
-        sorted({s.family for s in spec.data.sources()}),
-        f"Steady families: {', '.join(STEADY_FAMILIES)}.",
-    )
+        _require(row.name not in seen, source, key, "named twice", row.name)
+        seen.append(row.name)
 
 
 def check_spec(spec: Spec, source: Source) -> None:
     """Raise `SpecError` for the first rule the resolved spec breaks."""
-    t, d, e, m, h = spec.train, spec.data, spec.eval, spec.model, spec.hardware
+    t, e, h = spec.train, spec.eval, spec.hardware
     check_safe_name(spec.name, key="name", file=source("name"))
     if spec.registry.model_name is not None:
         check_safe_name(
@@ -308,6 +322,7 @@ def check_spec(spec: Spec, source: Source) -> None:
         "must be >= 1",
         t.early_stopping.patience,
     )
+    _check_metrics(spec, source)
     _check_metric(spec, source, "train.checkpoint_metric", t.checkpoint_metric)
     _check_registry(spec, source)
     if t.early_stopping.metric is not None:
@@ -327,27 +342,6 @@ def check_spec(spec: Spec, source: Source) -> None:
             f"every step must be in [1, eval.horizon={e.horizon}]",
             hz,
         )
-
-    _require(m.patch_size >= 1, source, "model.patch_size", "must be >= 1", m.patch_size)
-    for key in (
-        "latent_dim",
-        "num_layers",
-        "num_modes",
-        "cond_dim",
-        "mlp_ratio",
-        "decoder_dim",
-        "decoder_kernel",
-    ):
-        _require(getattr(m, key) >= 1, source, f"model.{key}", "must be >= 1", getattr(m, key))
-    tokens = d.sources()[0].num_points // m.patch_size
-    _require(
-        m.num_modes <= tokens // 2 + 1,
-        source,
-        "model.num_modes",
-        f"must be <= tokens // 2 + 1 = {tokens // 2 + 1} (tokens = num_points / patch_size)",
-        m.num_modes,
-    )
-    _require(m.decoder_kernel % 2 == 1, source, "model.decoder_kernel", "must be odd", m.decoder_kernel)
 
     _require(h.devices >= 1, source, "hardware.devices", "must be >= 1", h.devices)
     _require(h.num_nodes >= 1, source, "hardware.num_nodes", "must be >= 1", h.num_nodes)

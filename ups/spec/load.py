@@ -23,13 +23,24 @@ from omegaconf.errors import (
 
 from ups.spec.checks import check_spec
 from ups.spec.errors import SpecError, did_you_mean
+from ups.spec.layers import (
+    COMMAND_LINE,
+    FILE_KEYS,
+    available_blocks,
+    flatten_tree,
+    nest,
+    parse_overrides,
+    read_yaml_mapping,
+    resolve_tasks,
+)
 from ups.spec.merge_errors import locate_error, translate_error
+from ups.spec.models import DEFAULT_KIND, spec_class
 from ups.spec.redact import redact, redact_tree
 from ups.spec.schema import BLOCK_GROUPS, DEFAULT_BLOCKS, DEFAULTS_EPOCH, Spec, non_default
 from ups.spec.search_space import Param, check_sweep, parse_search_space, search_spaces_dir
-from ups.training.stages import stage_named
+from ups.spec.stages import config_class, stage_row
 
-COMMAND_LINE = "command line"
+__all__ = ["COMMAND_LINE", "available_blocks", "flatten_tree", "parse_overrides", "read_yaml_mapping"]
 
 
 @dataclass(frozen=True)
@@ -93,109 +104,6 @@ def configs_dir(spec_path: Path) -> Path:
         if (parent / "configs" / "stage").is_dir():
             return parent / "configs"
     return Path(__file__).resolve().parents[2] / "configs"
-
-
-def available_blocks(configs: Path, group: str) -> list[str]:
-    return sorted(p.stem for p in (configs / group).glob("*.yaml"))
-
-
-def read_yaml_mapping(path: Path, *, key: str | None = None) -> dict[str, Any]:
-    """A YAML file that must hold a mapping; anything else is a one-line SpecError."""
-    if not path.is_file():
-        raise SpecError("file not found", file=str(path), key=key)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "parse error"
-        raise SpecError(f"not valid YAML: {problem}{where}", file=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read file: {exc.__class__.__name__}", file=str(path)) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise SpecError(
-            "must be a YAML mapping of keys to values",
-            file=str(path),
-            got=type(data).__name__,
-            hint="Start the file with `name: ...`.",
-        )
-    return data
-
-
-def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """`a.b=1` → {"a.b": 1}; values are parsed as YAML scalars (numbers, booleans, null, lists)."""
-    parsed: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise SpecError(
-                "an override must look like key=value", file=COMMAND_LINE, got=item, hint="e.g. train.lr=3e-4"
-            )
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
-        parsed[key.strip()] = value
-    return parsed
-
-
-def _nest(dotted: dict[str, Any]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for key, value in dotted.items():
-        node = tree
-        parts = key.split(".")
-        for part in parts[:-1]:
-            nxt = node.setdefault(part, {})
-            if not isinstance(nxt, dict):
-                raise SpecError("conflicting overrides", file=COMMAND_LINE, key=key)
-            node = nxt
-        node[parts[-1]] = value
-    return tree
-
-
-def flatten_tree(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict) or not tree:
-        return {prefix: tree} if prefix else {}
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(flatten_tree(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
-def _resolve_tasks(layer: dict[str, Any], configs: Path, source: str) -> dict[str, Any]:
-    """`data.tasks: [{name, from: BLOCK, ...}]`: each task is its data block with the task's keys on top."""
-    data = layer.get("data")
-    tasks = data.get("tasks") if isinstance(data, dict) else None
-    if not isinstance(tasks, list):
-        return layer
-    resolved = []
-    for i, task in enumerate(tasks):
-        if not isinstance(task, dict):
-            raise SpecError(
-                "each task must be a mapping like {name: NAME, from: BLOCK}",
-                file=source,
-                key=f"data.tasks.{i}",
-                got=task,
-            )
-        task = dict(task)
-        name = task.pop("from", None)
-        if name is not None:
-            choices = available_blocks(configs, "data")
-            if name not in choices:
-                raise SpecError(
-                    "unknown data block",
-                    file=source,
-                    key=f"data.tasks.{i}.from",
-                    got=name,
-                    hint=did_you_mean(str(name), choices),
-                )
-            block = read_yaml_mapping(configs / "data" / f"{name}.yaml")
-            block.pop("tasks", None)
-            task = OmegaConf.to_container(OmegaConf.merge(block, task))
-        resolved.append(task)
-    return {**layer, "data": {**data, "tasks": resolved}}
 
 
 def _choose_block(group: str, raw: Any, spec_file: str) -> tuple[str | None, dict[str, Any]]:
@@ -298,14 +206,15 @@ def compose(
             body[group] = inline
     layers.append((spec_file, body))
     if dotted:
-        layers.append((COMMAND_LINE, _nest(dotted)))
-    layers = [(src, _resolve_tasks(layer, configs, src)) for src, layer in layers]
+        layers.append((COMMAND_LINE, nest(dotted)))
+    layers = [(src, resolve_tasks(layer, configs, src)) for src, layer in layers]
 
     kind = blocks["stage"] or DEFAULT_BLOCKS["stage"]
-    stage = stage_named(kind, file=spec_file)
+    stage = stage_row(kind, file=spec_file)
     merged = OmegaConf.structured(Spec)
     OmegaConf.set_readonly(merged, False)
-    merged.stage = OmegaConf.structured(stage.config)  # the kind picks the schema before blocks merge
+    merged.stage = OmegaConf.structured(config_class(kind, file=spec_file))  # the kind picks the schema
+    merged.model = OmegaConf.structured(_model_schema(layers))  # so does the model's
     provenance: dict[str, str] = {}
     for source, layer in layers:
         try:
@@ -313,6 +222,9 @@ def compose(
         except OmegaConfBaseException as exc:
             raise locate_error(merged, exc, source, layer) from None
         provenance.update(dict.fromkeys(flatten_tree(layer), source))
+    if merged.data.path is not None:  # a file: what the data block set for its generator yields to the file's
+        reset = {k: None for k in FILE_KEYS if provenance.get(f"data.{k}") not in (spec_file, COMMAND_LINE)}
+        merged = OmegaConf.merge(merged, {"data": reset})
     try:
         spec = OmegaConf.to_object(merged)
     except MissingMandatoryValue as exc:
@@ -326,7 +238,7 @@ def compose(
     check_spec(spec, source)
     if stage.consumes and spec.stage.upstream is None and not in_pipeline:
         raise SpecError(
-            f"the {kind} stage builds on a trained {stage.consumes} stage: name its run",
+            f"the {kind} stage builds on a trained {' or '.join(stage.consumes)} stage: name its run",
             file=spec_file,
             key="stage.from",
             hint=f"stage: {{kind: {kind}, from: RUN_ID}} (or models:/NAME@ALIAS), or chain both in `stages:`.",
@@ -335,7 +247,7 @@ def compose(
 
     def compose(key: str, value: Any) -> None:
         try:
-            candidate = OmegaConf.to_object(OmegaConf.merge(merged, _nest({key: value})))
+            candidate = OmegaConf.to_object(OmegaConf.merge(merged, nest({key: value})))
             check_spec(candidate, lambda _k: str(space_file))
         except (OmegaConfBaseException, SpecError) as exc:
             inner = exc.problem if isinstance(exc, SpecError) else str(exc).splitlines()[0]
@@ -352,6 +264,30 @@ def compose(
         search_space=tuple(params) if params is not None else None,
         search_space_file=space_file,
     )
+
+
+def _model_schema(layers: list[tuple[str, dict[str, Any]]]) -> type:
+    """The schema of `model:` for the kind the layers name (the last that names one; aliases become the row's name),
+    so OmegaConf checks the model's own keys. An unknown kind is one line naming the layer that set it."""
+    from ups import catalog
+
+    kind, where, keys = DEFAULT_KIND, None, set()
+    for source, layer in layers:
+        model = layer.get("model")
+        if isinstance(model, dict):
+            keys |= set(model)
+            if isinstance(model.get("kind"), str):
+                kind, where = model["kind"], source
+                try:
+                    model["kind"] = catalog.canonical("models", kind)
+                except catalog.CatalogError as exc:
+                    raise SpecError(
+                        exc.problem, file=where, key="model.kind", got=exc.got, hint=exc.hint
+                    ) from None
+    try:
+        return spec_class(catalog.canonical("models", kind), tuple(sorted(keys)))
+    except catalog.CatalogError as exc:
+        raise SpecError(exc.problem, file=where, key="model.kind", got=exc.got, hint=exc.hint) from None
 
 
 def _load_search_space(spec: Spec, configs: Path, source) -> tuple[list[Param] | None, Path | None]:
@@ -378,9 +314,9 @@ def with_values(resolved: ResolvedSpec, values: dict[str, Any]) -> ResolvedSpec:
     OmegaConf.set_readonly(merged, False)
     source = str(resolved.search_space_file or resolved.path)
     try:
-        spec = OmegaConf.to_object(OmegaConf.merge(merged, _nest(values)))
+        spec = OmegaConf.to_object(OmegaConf.merge(merged, nest(values)))
     except OmegaConfBaseException as exc:
-        raise translate_error(exc, source, _nest(values)) from None
+        raise translate_error(exc, source, nest(values)) from None
     check_spec(spec, lambda _key: source)
     extra = tuple(f"{k}={json.dumps(v)}" for k, v in values.items())
     return dataclasses.replace(resolved, spec=spec, overrides=(*resolved.overrides, *extra))
@@ -388,9 +324,17 @@ def with_values(resolved: ResolvedSpec, values: dict[str, Any]) -> ResolvedSpec:
 
 def spec_from_dict(data: dict[str, Any]) -> Spec:
     """Rebuild a `Spec` from its `to_dict()` form (e.g. a checkpoint's hyperparameters)."""
+    data = dict(data)
     merged = OmegaConf.structured(Spec)
     OmegaConf.set_readonly(merged, False)
-    merged.stage = OmegaConf.structured(stage_named(data.get("stage", {}).get("kind", "operator")).config)
+    merged.stage = OmegaConf.structured(config_class(data.get("stage", {}).get("kind", "operator")))
+    model = dict(data.get("model") or {})
+    if "kind" in model:  # written before the catalogue: `operator` is `latent_operator` now
+        from ups import catalog
+
+        model["kind"] = catalog.canonical("models", model["kind"])
+        data["model"] = model
+    merged.model = OmegaConf.structured(spec_class(model.get("kind", DEFAULT_KIND), tuple(sorted(model))))
     spec = OmegaConf.to_object(OmegaConf.merge(merged, data))
     assert isinstance(spec, Spec)
     return spec

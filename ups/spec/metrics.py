@@ -1,21 +1,13 @@
-"""Metric names a stage produces (DESIGN.md, Metrics), and which way each is better, so specs can be checked
-before anything runs."""
+"""Metric names a stage produces, and which way each is better, so specs can be checked before anything runs.
+Directions come from the catalogue's metric rows (a plugin's `fn.higher_is_better`)."""
 
 from __future__ import annotations
 
+from ups import catalog
 from ups.spec.schema import Spec
 
 SPLITS = ("val", "test")
 BANDS = ("low", "mid", "high")
-
-HIGHER_IS_BETTER = (
-    "corr_time",
-    "gain_corr_time",
-    "gain_kept_rollout_nrmse",
-    "gain_kept_corr_time",
-    "speedup",
-)
-"""Base names (the last part of `split/[task/]name`) that are maximized; every other metric is an error."""
 
 
 def report_horizons(spec: Spec) -> list[int]:
@@ -23,19 +15,27 @@ def report_horizons(spec: Spec) -> list[int]:
     return sorted(set(spec.eval.report_horizons) | {spec.eval.horizon})
 
 
+def plugin_metrics(spec: Spec) -> list[catalog.MetricRow]:
+    """The rows of `eval.metrics`, in order (a catalogue name or a `"pkg.module:fn"` path each)."""
+    return [catalog.get("metrics", name) for name in spec.eval.metrics]
+
+
+def plugin_metric_names(spec: Spec) -> list[str]:
+    return [row.name for row in plugin_metrics(spec)]
+
+
 def trajectory_metric_names(spec: Spec) -> list[str]:
-    """What every time-stepping predictor is scored on (without persistence)."""
+    """What every time-stepping predictor is scored on (without persistence): the built-ins, then the plugins."""
     names = ["nrmse", "rollout_nrmse"]
     names += [f"rollout_nrmse@{h}" for h in report_horizons(spec)]
     names += [f"nrmse_band_{b}" for b in BANDS]
-    return [*names, "corr_time"]
+    return [*names, "corr_time", *plugin_metric_names(spec)]
 
 
 def base_metric_names(spec: Spec) -> list[str]:
     """The stage's own metric names without split or task prefix (baselines included)."""
-    from ups.training.stages import stage_of
-
-    return stage_of(spec).metric_names(spec)
+    row = catalog.get("stages", spec.stage.kind)
+    return list(catalog.load(row.metric_names)(spec))
 
 
 def metric_names(spec: Spec, split: str) -> list[str]:
@@ -47,15 +47,25 @@ def metric_names(spec: Spec, split: str) -> list[str]:
 
 
 def sweep_direction(spec: Spec) -> str:
-    return spec.sweep.direction or direction(spec.sweep.metric)
+    return spec.sweep.direction or direction(spec.sweep.metric, spec)
 
 
 def select_direction(spec: Spec) -> str:
-    return spec.registry.select_direction or direction(spec.registry.select_metric)
+    return spec.registry.select_direction or direction(spec.registry.select_metric, spec)
 
 
-def direction(name: str) -> str:
-    """`maximize` or `minimize` for a metric name with or without its split/task prefix."""
+def direction(name: str, spec: Spec | None = None) -> str:
+    """`maximize` or `minimize` for a metric name with or without its split/task prefix (a plugin metric's
+    direction is its `higher_is_better`; with `spec`, `eval.metrics` paths are found by their names)."""
     base = name.rsplit("/", 1)[-1].removeprefix("persistence_")
     base = base.removeprefix("operator_").removeprefix("teacher_")
-    return "maximize" if base in HIGHER_IS_BETTER else "minimize"
+    if "@" in base:
+        base = base.split("@")[0] + "@"
+    rows = catalog.rows("metrics")
+    if base in rows:
+        return rows[base].direction()
+    if spec is not None:
+        for row in plugin_metrics(spec):
+            if row.name == base:
+                return row.direction()
+    return "minimize"

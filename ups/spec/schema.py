@@ -6,90 +6,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ups.models.config import OperatorConfig
+from ups.spec.models import default_model
+from ups.spec.stages import LossConfig, OperatorStage, StageConfig  # noqa: F401  (LossConfig: re-exported)
 
 BLOCK_GROUPS = ("stage", "data", "model", "hardware", "tracking")
 """Spec fields that name a building block in `configs/<group>/<name>.yaml`."""
 
 DEFAULT_BLOCKS = {"stage": "operator", "hardware": "cpu", "tracking": "local"}
 """Blocks used when a spec does not name one; `data` and `model` are required."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class LossConfig:
-    onestep: float = 1.0
-    """Weight of the one-step relative L2 loss (physical space)."""
-    rollout: float = 1.0
-    """Weight of the mean relative L2 loss over `train.unroll_steps` autoregressive steps."""
-    spectral: float = 0.1
-    """Weight of the relative L2 error of the spatial amplitude spectrum over the unrolled steps."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class StageConfig:
-    """What every stage has; `kind` picks the subclass (the stage table in `ups.training.stages`)."""
-
-    kind: str = "operator"
-    """Which stage trains: operator, diffusion_residual, consistency_distill or steady_prior."""
-    upstream: str | None = None
-    """`from:` in YAML. The run id or `models:/NAME@ALIAS` whose predictor this stage builds on (single-stage
-    specs of a stage that consumes another; a pipeline fills it in from the previous stage's run)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class OperatorStage(StageConfig):
-    kind: str = "operator"
-    loss: LossConfig = field(default_factory=LossConfig)
-
-
-REFINER_INPUTS = ("residual", "state")
-"""`stage.refiner_input` values (ups.models.refiner explains each)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class DiffusionResidualStage(StageConfig):
-    """PDE-Refiner (Lippe et al. 2023) with the frozen operator as its step k = 0."""
-
-    kind: str = "diffusion_residual"
-    num_steps: int = 3
-    """K: denoising steps after the operator's prediction."""
-    sigma_min: float = 6.3e-4
-    """Noise std of the last step, in normalized units; step k uses sigma_min^(k/K). The reference implementation's
-    4e-7 is a DDPM beta (a variance): its std is √(4e-7) ≈ 6.3e-4, the default here."""
-    refiner_input: str = "residual"
-    """How the refiner sees the noised state: `residual` (its deviation from the operator's prediction in units of
-    the noise, so the refiner starts as the operator) or `state` (the noised state itself, the paper's form)."""
-    ema_decay: float = 0.995
-    """Decay of the moving average of the refiner's weights that is evaluated and saved as the predictor."""
-    eval_seed: int = 0
-    """Seed of the noise drawn during evaluation (the same draws for every checkpoint)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class ConsistencyDistillStage(StageConfig):
-    """A student that reproduces the K-step refiner in `num_evals` network evaluations."""
-
-    kind: str = "consistency_distill"
-    num_evals: int = 1
-    """Refiner evaluations per prediction at inference: 1 or 2."""
-    ema_decay: float = 0.995
-    eval_seed: int = 0
-
-
-@dataclass(frozen=True, kw_only=True)
-class SteadyPriorStage(StageConfig):
-    """Coefficient and forcing (and PDE parameters) → the steady-state solution."""
-
-    kind: str = "steady_prior"
-
-
-STAGE_CONFIGS: dict[str, type[StageConfig]] = {
-    "operator": OperatorStage,
-    "diffusion_residual": DiffusionResidualStage,
-    "consistency_distill": ConsistencyDistillStage,
-    "steady_prior": SteadyPriorStage,
-}
-"""Stage kind → its config class (torch-free half of the stage table)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,21 +26,21 @@ class GeneratorConfig:
     """Kuramoto–Sivashinsky: time integrated and discarded before the first frame (onto the attractor)."""
 
 
-FAMILIES = ("burgers1d", "advection1d", "reaction_diffusion1d", "ks1d", "steady_diffusion1d")
-STEADY_FAMILIES = ("steady_diffusion1d",)
-"""Families without time: samples of (coefficient, forcing) → solution, for the `steady_prior` stage."""
-
-
 @dataclass(frozen=True, kw_only=True)
 class SourceConfig:
     """One PDE data set: a PDEBench file or a generator, subsampled to the model's grid and frame spacing."""
 
-    family: Literal["burgers1d", "advection1d", "reaction_diffusion1d", "ks1d", "steady_diffusion1d"] = (
-        "burgers1d"
-    )
-    """PDE family; selects the generator when `path` is absent."""
+    family: str | None = "burgers1d"
+    """PDE family (`ups-exp catalog families`): its generator makes the data when `path` is absent. With `path`,
+    the file's reader says the family; this applies only when it cannot and you set it (in the spec or on the
+    command line). A family gives the parameter scalings and the coarse-solver baseline; data without one gets
+    persistence only."""
     path: str | None = None
-    """A PDEBench HDF5 file. When absent, the family's generator makes the data (cached in $UPS_HOME/data)."""
+    """A data file. When absent, the family's generator makes the data (cached in $UPS_HOME/data)."""
+    format: str = "pdebench"
+    """How `path` is read (`ups-exp catalog formats`; a plugin's name or `"pkg.module:read"`)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Settings handed to the format's reader as they are (its own keys)."""
     allow_legacy: bool = False
     """Accept files of PDEBench's older Burgers release (x in (-1, 1), doubled flux)."""
     nu: float | None = None
@@ -130,12 +54,15 @@ class SourceConfig:
     length_high: float | None = None
     num_trajectories: int = 1024
     """Trajectories used (the first N of the file or generator); samples, for a steady family."""
-    num_points: int = 256
-    """Spatial grid the model sees; the file's grid is subsampled to it."""
-    dt: float = 0.05
-    """Frame spacing the model sees; the file's frames are subsampled to it."""
-    num_frames: int = 41
-    """Frames per trajectory (including the initial state)."""
+    num_points: int | None = 256
+    """Points per grid axis the model sees; a file's grid is subsampled to it (it must divide the file's). null:
+    the file's. With `path`, a value the data block sets (for its generator) yields to the file's."""
+    dt: float | None = 0.05
+    """Frame spacing the model sees; a file's frames are subsampled to it (a whole multiple of the file's). null:
+    the file's. With `path`, a value the data block sets yields to the file's."""
+    num_frames: int | None = 41
+    """Frames per trajectory (including the initial state). null: as many as the file has at that spacing. With
+    `path`, a value the data block sets yields to the file's."""
     train_frames: int | None = None
     """Frames of each training trajectory that training windows are cut from; null: all `num_frames`. (KS trains
     on short trajectories and evaluates long ones, so the correlation time is not censored.)"""
@@ -245,6 +172,9 @@ class EvalConfig:
     report_horizons: list[int] = field(default_factory=lambda: [1, 10, 20])
     """Steps h reported as `rollout_nrmse@h` (the final step `horizon` is always reported)."""
     batch_size: int = 256
+    metrics: list[str] = field(default_factory=list)
+    """Extra metrics (`ups-exp catalog metrics`; a plugin's name or `"pkg.module:fn"`), logged per split and task
+    next to their persistence value; usable as checkpoint metric, sweep objective, registry selection and gate."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -353,7 +283,8 @@ class Spec:
     """Model/training seed (the data split has its own, `data.split_seed`)."""
     stage: StageConfig = field(default_factory=OperatorStage)
     data: DataConfig = field(default_factory=DataConfig)
-    model: OperatorConfig = field(default_factory=OperatorConfig)
+    model: Any = field(default_factory=default_model)
+    """The model's kind (`ups-exp catalog models`) and its own settings."""
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -336,7 +336,9 @@ def _optimize(resolved: ResolvedSpec, store, name: str, target: int, index: int,
         sampler = make_sampler(cfg, seed=cfg.seed, grid=grid)
     else:
         sampler = TrialSeededSampler(lambda seed: make_sampler(cfg, seed=seed, grid=grid), cfg.seed)
-    study = optuna.load_study(study_name=name, storage=store, sampler=sampler, pruner=make_pruner(cfg))
+    study = optuna.load_study(
+        study_name=name, storage=store, sampler=sampler, pruner=make_pruner(cfg, resolved.spec)
+    )
     heartbeat = isinstance(store, optuna.storages.RDBStorage)
 
     def finished(s) -> int:

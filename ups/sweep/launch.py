@@ -132,7 +132,9 @@ def main() -> int:
         trial = None
         if rank == 0:
             store = make_storage(os.environ[STORAGE_ENV], cfg)
-            study = optuna.load_study(study_name=payload["study"], storage=store, pruner=make_pruner(cfg))
+            study = optuna.load_study(
+                study_name=payload["study"], storage=store, pruner=make_pruner(cfg, resolved.spec)
+            )
             trial = optuna.trial.Trial(study, payload["trial_id"])
 
         hooks = trial_hooks(trial, resolved, tags=payload["tags"], study=payload["study"])

@@ -149,7 +149,7 @@ def make_sampler(cfg: SweepConfig, *, seed: int, grid: dict[str, list] | None) -
     raise AssertionError(s)
 
 
-def make_pruner(cfg: SweepConfig) -> optuna.pruners.BasePruner:
+def make_pruner(cfg: SweepConfig, spec=None) -> optuna.pruners.BasePruner:
     p = cfg.pruner
     if p == "none":
         pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
@@ -166,7 +166,7 @@ def make_pruner(cfg: SweepConfig) -> optuna.pruners.BasePruner:
         kw = {} if cfg.reduction_factor is None else {"reduction_factor": cfg.reduction_factor}
         pruner = cls(min_resource=max(1, cfg.warmup_epochs), **kw)
     elif p == "threshold":
-        minimize = (cfg.direction or direction(cfg.metric)) == "minimize"
+        minimize = (cfg.direction or direction(cfg.metric, spec)) == "minimize"
         upper = cfg.threshold if minimize else None
         lower = None if minimize else cfg.threshold
         pruner = optuna.pruners.ThresholdPruner(upper=upper, lower=lower, n_warmup_steps=0)

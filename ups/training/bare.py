@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ups.models.operator import LatentOperator
+from ups.models.legacy import MODEL_FORMAT
 from ups.spec.redact import redact_tree
 from ups.spec.schema import Spec
 from ups.training.losses import operator_loss
@@ -29,10 +29,19 @@ from ups.training.optim import build_optimizer, cosine_with_warmup
 
 
 class BareLoop:
-    """Train `model` (a `LatentOperator`) on `loader` as the spec says. `step` counts optimizer steps and
-    `epoch` finished epochs."""
+    """Train `model` (the operator stage's predictor) on `loader` as the spec says. `step` counts optimizer steps
+    and `epoch` finished epochs."""
 
-    def __init__(self, spec: Spec, model: nn.Module, loader: Iterable, *, layout: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        spec: Spec,
+        model: nn.Module,
+        loader: Iterable,
+        *,
+        layout: tuple[str, ...],
+        io: dict | None = None,
+        meta: dict | None = None,
+    ) -> None:
         t = spec.train
         if spec.stage.kind != "operator":
             raise ValueError(f"the bare loop trains the operator stage, not {spec.stage.kind!r}")
@@ -43,6 +52,7 @@ class BareLoop:
                 "the bare loop has no validation, so no `plateau` scheduler; use cosine, step or none"
             )
         self.spec, self.model, self.loader, self.layout = spec, model, loader, tuple(layout)
+        self.io, self.meta = io, meta or {}
         self.optimizer = build_optimizer(model, t)
         self.batches = len(loader) if not t.batches_per_epoch else min(t.batches_per_epoch, len(loader))
         self.total_steps = math.ceil(self.batches / t.accumulate_grad_batches) * t.max_epochs
@@ -64,13 +74,17 @@ class BareLoop:
 
     @classmethod
     def from_spec(cls, spec: Spec, datamodule, *, model: nn.Module | None = None) -> BareLoop:
-        """A loop over `datamodule`'s training batches; a fresh `LatentOperator` (seeded by the caller's RNG) unless
-        `model` is given."""
+        """A loop over `datamodule`'s training batches; a fresh predictor of the spec's model (seeded by the
+        caller's RNG) unless `model` is given."""
+        from ups.training.predictors import operator_predictor
+
         layout = tuple(datamodule.layout)
+        meta = {"families": [s.family for s in datamodule.sources]}
         if model is None:
-            model = LatentOperator(spec.model, num_fields=1, num_params=len(layout))
+            model = operator_predictor([spec], layout, datamodule.io, meta)
             model.set_normalization(datamodule.mean, datamodule.std)
-        return cls(spec, model, datamodule.train_dataloader(), layout=layout)
+        io = dataclasses.asdict(datamodule.io)
+        return cls(spec, model, datamodule.train_dataloader(), layout=layout, io=io, meta=meta)
 
     def train(
         self, epochs: int | None = None, on_step: Callable[[int, float], None] | None = None
@@ -130,6 +144,9 @@ class BareLoop:
                     "spec": redact_tree(dataclasses.asdict(self.spec)),
                     "lineage": [],
                     "layout": list(self.layout),
+                    "io": self.io,
+                    "meta": self.meta,
+                    "model_format": MODEL_FORMAT,
                 },
                 "ups_rng": {"torch": torch.get_rng_state()},
             },

@@ -15,7 +15,7 @@ import copy
 import torch
 
 from ups.data.params import LEGACY_LAYOUT
-from ups.models.predictors import refined_predictor
+from ups.models.legacy import MODEL_FORMAT
 from ups.models.refiner import RefinedOperator, student_steps
 from ups.training.operator_module import optimizers_for
 from ups.training.stage_module import StageModule, check_finite, ema_update
@@ -29,12 +29,15 @@ class ConsistencyDistillModule(StageModule):
         spec: dict,
         lineage: list | tuple = (),
         layout: list | tuple = LEGACY_LAYOUT,
+        io: dict | None = None,
+        meta: dict | None = None,
+        model_format: int = MODEL_FORMAT,
         upstream_state: dict | None = None,
     ) -> None:
         """`upstream_state`: the teacher predictor's weights (operator + refiner; absent when loading a checkpoint)."""
-        super().__init__(spec, lineage, layout)
+        super().__init__(spec, lineage, layout, io, meta, model_format)
         self.save_hyperparameters(ignore=["upstream_state"])
-        teacher = refined_predictor(self.lineage[:-1], self.layout)
+        teacher = self.build(self.lineage[:-1])
         if upstream_state is not None:
             teacher.load_state_dict(upstream_state)
         teacher.requires_grad_(False)
@@ -78,19 +81,19 @@ class ConsistencyDistillModule(StageModule):
     _timing_reference: dict[str, float] = {}
 
     def step_loss(self, batch, batch_idx: int) -> torch.Tensor:
-        window, params, dt, _task = batch  # (B, K+1, C, X): only the first state is used
+        window, params, dt, _task = batch  # (B, K+1, C, *grid): only the first state is used
         teacher = self.teacher()
         with torch.no_grad():
-            z_t, z_op = teacher.operator_step(window[:, 0], params, dt)  # (B, C, X) each
+            z_t, z_op = teacher.operator_step(window[:, 0], params, dt)  # (B, C, *grid) each
             z, noisy = z_op, {}
             for k in teacher.steps:
                 noisy[k], z = teacher.refine_step(z_t, z, z_op, k, params, dt)
         pick = torch.randint(len(self.levels), (z_t.shape[0],), device=z_t.device)  # (B,)
         k = torch.tensor(self.levels, device=z_t.device)[pick]  # (B,)
-        stacked = torch.stack([noisy[level] for level in self.levels])  # (L, B, C, X)
-        z_in = stacked[pick, torch.arange(z_t.shape[0], device=z_t.device)]  # (B, C, X)
+        stacked = torch.stack([noisy[level] for level in self.levels])  # (L, B, C, *grid)
+        z_in = stacked[pick, torch.arange(z_t.shape[0], device=z_t.device)]  # (B, C, *grid)
         sigma = (teacher.sigma_min ** (k.double() / teacher.num_steps)).to(z_t.dtype)  # (B,)
-        target = (z_in - z) / sigma.view(-1, 1, 1)
+        target = (z_in - z) / sigma.view(-1, *([1] * (z.ndim - 1)))
         pred = self.student(z_t, z_in, z_op, k.to(z_t.dtype) / teacher.num_steps, sigma, params, dt)
         loss = (pred - target).square().mean()
         check_finite(loss, self.global_step)

@@ -15,10 +15,13 @@ def evaluate_split(
     model: torch.nn.Module, datamodule, spec: Spec, split: str = "test"
 ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     """Returns (`<split>/<metric>` values, per-sample errors) for `model` on the datamodule's split."""
+    from ups.training.metrics import PluginMetrics
+
     model.eval()
     if hasattr(datamodule, "mean_solution"):
         return _evaluate_steady(model, datamodule, split)
-    states, params = datamodule.states[split], datamodule.params[split]  # (N, T, C, X), (N, P)
+    plugins = PluginMetrics(spec, datamodule)
+    states, params = datamodule.states[split], datamodule.params[split]  # (N, T, C, *grid), (N, P)
     per_sample: dict[str, list[torch.Tensor]] = {}
     size = spec.eval.batch_size
     seed = getattr(spec.stage, "eval_seed", 0)
@@ -27,10 +30,12 @@ def evaluate_split(
         dt = datamodule.dts[split][start : start + size]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed * 1_000_003 + i * 1_009)
+            task = datamodule.tasks[split][start : start + size]
             out = evaluate_batch(
-                model, traj, p, dt, context_frames=spec.eval.context_frames, horizon=spec.eval.horizon
-            )
-        out["task"] = datamodule.tasks[split][start : start + size]
+                model, traj, p, dt, context_frames=spec.eval.context_frames, horizon=spec.eval.horizon,
+                plugins=plugins, task=task,
+            )  # fmt: skip
+        out["task"] = task
         for name, v in out.items():
             per_sample.setdefault(name, []).append(v)
     joined = {k: torch.cat(v) for k, v in per_sample.items()}
@@ -39,55 +44,58 @@ def evaluate_split(
 
 
 def _evaluate_steady(model, datamodule, split: str):
-    a, f, u, params, harmonic = datamodule.tensors[split]
+    from ups.training.steady_module import steady_nrmse
 
-    def nrmse(pred):
-        return (pred - u).double().norm(dim=-1) / u.double().norm(dim=-1).clamp_min(1e-12)
-
+    inputs, u, params, classical = datamodule.tensors[split]
     per_sample = {
-        "nrmse": nrmse(model(a, f, params)),
-        "baseline_mean_nrmse": nrmse(datamodule.mean_solution.expand_as(u)),
-        "baseline_harmonic_nrmse": nrmse(harmonic),
+        "nrmse": steady_nrmse(model(inputs, params), u),
+        "baseline_mean_nrmse": steady_nrmse(datamodule.mean_solution.expand_as(u), u),
     }
+    if datamodule.baseline_name:
+        per_sample[datamodule.baseline_name] = steady_nrmse(classical, u)
     return {f"{split}/{k}": v.mean().item() for k, v in per_sample.items()}, per_sample
 
 
 def solver_baseline(datamodule, spec: Spec, split: str) -> dict[str, float]:
-    """The coarse numerical solve (ups.data.coarse_solver) on a split's trajectories, from the same given frame and
-    over the same horizon as the model: `solver_rollout_nrmse` (scored like `rollout_nrmse`) and
-    `solver_rollout_ms` (wall time per trajectory), per task too for multi-task specs. {} when a family has no
-    solver; NaN when the coarse solve diverges."""
+    """The family's coarse numerical solve (its catalogue row's `solver`) on a split's trajectories, from the same
+    given frame and over the same horizon as the model: `solver_rollout_nrmse` (scored like `rollout_nrmse`) and
+    `solver_rollout_ms` (wall time per trajectory), per task too for multi-task specs. {} when a task's data has no
+    solver (no family, or a family without one); NaN when the coarse solve diverges."""
     import time
 
     import numpy as np
 
-    from ups.data.coarse_solver import SOLVED, coarse_rollout
-    from ups.data.params import FAMILY_PARAMS, parameter_from
+    from ups import catalog
+    from ups.data.params import parameter_from
 
     sources = datamodule.sources
-    if not all(s.family in SOLVED for s in sources):
+    rows = [catalog.get("families", s.family) if s.family else None for s in sources]
+    if not all(r is not None and r.solver for r in rows):
         return {}
     c, h = spec.eval.context_frames, spec.eval.horizon
-    states = datamodule.states[split][:, :, 0].double().numpy()  # (N, E, X)
+    states = datamodule.states[split].double().numpy()  # (N, E, C, *grid)
     per_task = []
-    for k, src in enumerate(sources):
+    for k, (src, row) in enumerate(zip(sources, rows)):
         mask = (datamodule.tasks[split] == k).numpy()
         if not mask.any():
             continue
         traj = states[mask]
         params = dict(src.params)
-        if "L" in FAMILY_PARAMS[src.family]:
-            params["L"] = np.array(
-                parameter_from(datamodule.layout, datamodule.params[split][mask].numpy(), "L")
-            )
+        for p in row.params:
+            if p.per_trajectory:
+                params[p.name] = np.array(
+                    parameter_from(datamodule.layout, datamodule.params[split][mask].numpy(), p.name)
+                )
+        solve = catalog.load(row.solver)
         started = time.perf_counter()
         try:
-            pred = coarse_rollout(
-                src.family, traj[:, c - 1], dt=src.dt, horizon=h, params=params
-            )  # (n, H, X)
+            pred = solve(traj[:, c - 1], dt=src.dt, horizon=h, params=params)  # (n, H, C, *grid)
             true = traj[:, c : c + h]
-            err = np.linalg.norm(pred - true, axis=-1) / np.maximum(np.linalg.norm(true, axis=-1), 1e-12)
-            value = float(err.mean())
+            axes = tuple(range(3, true.ndim))
+            err = np.sqrt(((pred - true) ** 2).sum(axis=axes)) / np.maximum(
+                np.sqrt((true**2).sum(axis=axes)), 1e-12
+            )
+            value = float(err.mean())  # per sample, step and channel, averaged
         except FloatingPointError:
             value = float("nan")
         ms = 1000 * (time.perf_counter() - started) / traj.shape[0]

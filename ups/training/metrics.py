@@ -69,6 +69,72 @@ def steps_above(corr: torch.Tensor) -> torch.Tensor:
 
 
 Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class PluginMetrics:
+    """The spec's `eval.metrics` (catalogue rows), called as `fn(pred, true, ctx) -> (B,)` once per task on the
+    rollout (and on persistence) over the `eval.horizon` frames after the context, in physical units."""
+
+    def __init__(self, spec, datamodule) -> None:
+        from ups import catalog
+        from ups.spec.metrics import plugin_metrics
+
+        self.fns = [(row.name, catalog.load(row.fn)) for row in plugin_metrics(spec)]
+        self.task_names = spec.data.task_names()
+        self.layout = tuple(getattr(datamodule, "layout", ()))
+        sources = getattr(datamodule, "sources", None) or []
+        self.coords = tuple(sources[0].coords) if sources else ()
+        self.channels = tuple(sources[0].channels) if sources else ()
+        self.names = sorted({n for s in sources for n in (*s.params, *s.trajectory_params)})
+
+    def __bool__(self) -> bool:
+        return bool(self.fns)
+
+    def _params(self, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
+        from ups.data.params import parameter_from
+
+        out = {}
+        for name in self.names:
+            try:
+                out[name] = torch.tensor(
+                    parameter_from(self.layout, vectors.tolist(), name), dtype=torch.float64
+                )
+            except KeyError:
+                continue
+        return out
+
+    def compute(self, rollout, still, target, start, params, dt, task) -> dict[str, torch.Tensor]:
+        """Per-sample values `metric:<name>` and `persistence_metric:<name>`, (B,) each."""
+        from ups.plugin import MetricContext
+
+        b = target.shape[0]
+        out = {
+            f"{p}metric:{n}": torch.zeros(b, dtype=torch.float64)
+            for n, _ in self.fns
+            for p in ("", "persistence_")
+        }
+        for k in task.unique().tolist():
+            mask = task == k
+            ctx = MetricContext(
+                dt=float(dt[mask][0]),
+                grid=tuple(target.shape[3:]),
+                coords=self.coords,
+                channels=self.channels,
+                task=self.task_names[k] if self.task_names else None,
+                params=self._params(params[mask]),
+                u0=start[mask],
+            )
+            for name, fn in self.fns:
+                for prefix, pred in (("", rollout), ("persistence_", still)):
+                    value = torch.as_tensor(fn(pred[mask], target[mask], ctx)).double().reshape(-1)
+                    if value.shape[0] != int(mask.sum()):
+                        raise ValueError(
+                            f"metric {name!r} must return one value per sample ({int(mask.sum())}), got {value.shape[0]}"
+                        )
+                    out[f"{prefix}metric:{name}"][mask.cpu()] = value.cpu()
+        return out
+
+
 _ONESTEP_CHUNK = 2048  # samples per one-step forward pass: long horizons make (B·H) large
 
 
@@ -81,10 +147,13 @@ def evaluate_batch(
     *,
     context_frames: int,
     horizon: int,
+    plugins: PluginMetrics | None = None,
+    task: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-sample errors of a model and of persistence on a batch of trajectories (B, T, C, X).
 
-    Returns `nrmse` (B,), `rollout_steps` (B, H), `band_<b>` (B,) and `persistence_*` of each.
+    Returns `nrmse` (B,), `rollout_steps` (B, H), `band_<b>` (B,) and `persistence_*` of each; with `plugins`,
+    also `metric:<name>` and `persistence_metric:<name>` (B,) of each plugin metric.
     """
     start = traj[:, context_frames - 1]  # (B, C, X): the last given frame
     target = traj[:, context_frames : context_frames + horizon]  # (B, H, C, X)
@@ -126,6 +195,9 @@ def evaluate_batch(
         out[f"band_{band}"] = v.mean(dim=1)
     for band, v in band_nrmse(still, target).items():
         out[f"persistence_band_{band}"] = v.mean(dim=1)
+    if plugins:
+        task = task if task is not None else torch.zeros(b, dtype=torch.long)
+        out.update(plugins.compute(rollout, still, target, start, params, dt, task))
     return out
 
 
@@ -145,6 +217,9 @@ def summarize(per_sample: dict[str, torch.Tensor], horizons: list[int]) -> dict[
         metrics[f"{prefix}corr_time"] = steps_above(curve).item() * per_sample["dt"].mean().item()
         if prefix == "":
             metrics["corr_time_censored"] = float(bool((curve >= CORR_THRESHOLD).all()))
+        for key, values in per_sample.items():
+            if key.startswith(f"{prefix}metric:"):
+                metrics[prefix + key.split(":", 1)[1]] = values.mean().item()
     return metrics
 
 
@@ -192,4 +267,6 @@ def per_sample_metric(
         return steps_above(per_sample[f"{prefix}corr_steps"]) * per_sample["dt"]
     if base.startswith("nrmse_band_"):
         return per_sample[f"{prefix}band_{base.removeprefix('nrmse_band_')}"]
+    if f"{prefix}metric:{base}" in per_sample:
+        return per_sample[f"{prefix}metric:{base}"]
     raise KeyError(name)

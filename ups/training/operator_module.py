@@ -10,7 +10,8 @@ import math
 import torch
 
 from ups.data.params import LEGACY_LAYOUT
-from ups.models.operator import LatentOperator
+from ups.models.legacy import MODEL_FORMAT
+from ups.models.wrap import Normalized
 from ups.training.losses import operator_loss
 from ups.training.optim import build_optimizer, build_scheduler
 from ups.training.stage_module import NonFiniteLossError, StageModule, check_finite
@@ -19,12 +20,20 @@ __all__ = ["NonFiniteLossError", "OperatorModule"]
 
 
 class OperatorModule(StageModule):
-    def __init__(self, spec: dict, lineage: list | tuple = (), layout: list | tuple = LEGACY_LAYOUT) -> None:
-        super().__init__(spec, lineage, layout)
-        self.save_hyperparameters()  # the resolved spec and parameter layout travel with every checkpoint
-        self.model = LatentOperator(self.spec.model, num_fields=1, num_params=len(self.layout))
+    def __init__(
+        self,
+        spec: dict,
+        lineage: list | tuple = (),
+        layout: list | tuple = LEGACY_LAYOUT,
+        io: dict | None = None,
+        meta: dict | None = None,
+        model_format: int = MODEL_FORMAT,
+    ) -> None:
+        super().__init__(spec, lineage, layout, io, meta, model_format)
+        self.save_hyperparameters()  # the resolved spec, layout and shapes travel with every checkpoint
+        self.model = self.build()
 
-    def predictor(self) -> LatentOperator:
+    def predictor(self) -> Normalized:
         return self.model
 
     def setup_data(self, datamodule) -> None:
@@ -51,7 +60,11 @@ def optimizers_for(module, model: torch.nn.Module):
     optimizer = build_optimizer(model, module.spec.train)
     total = max(1, math.ceil(module.trainer.estimated_stepping_batches)) if module.trainer else 1
     scheduler = build_scheduler(
-        optimizer, module.spec.train, total_steps=total, monitor=module.spec.train.checkpoint_metric
+        optimizer,
+        module.spec.train,
+        total_steps=total,
+        monitor=module.spec.train.checkpoint_metric,
+        spec=module.spec,
     )
     if scheduler is None:
         return optimizer

@@ -77,15 +77,15 @@ def cosine_with_warmup(step: int, *, warmup: int, total: int, min_ratio: float) 
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def mode(metric: str) -> str:
-    """Lightning's/torch's `min`/`max` for a metric name."""
+def mode(metric: str, spec=None) -> str:
+    """Lightning's/torch's `min`/`max` for a metric name (with `spec`, its `eval.metrics` plugins' directions)."""
     from ups.spec.metrics import direction
 
-    return "max" if direction(metric) == "maximize" else "min"
+    return "max" if direction(metric, spec) == "maximize" else "min"
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: TrainConfig, *, total_steps: int, monitor: str
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, *, total_steps: int, monitor: str, spec=None
 ) -> dict | None:
     """A Lightning `lr_scheduler` config dict, or None."""
     if cfg.scheduler == "none":
@@ -103,7 +103,7 @@ def build_scheduler(
         return {"scheduler": sched, "interval": "step"}
     if cfg.scheduler == "plateau":
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode=mode(monitor), factor=cfg.gamma, patience=cfg.plateau_patience
+            optimizer, mode=mode(monitor, spec), factor=cfg.gamma, patience=cfg.plateau_patience
         )
         return {"scheduler": sched, "interval": "epoch", "monitor": monitor, "strict": False}
     raise AssertionError(f"unhandled scheduler {cfg.scheduler!r}")

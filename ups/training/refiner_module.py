@@ -13,8 +13,8 @@ import copy
 import torch
 
 from ups.data.params import LEGACY_LAYOUT
-from ups.models.predictors import operator_predictor
-from ups.models.refiner import RefinedOperator, Refiner
+from ups.models.legacy import MODEL_FORMAT
+from ups.models.refiner import RefinedOperator
 from ups.training.operator_module import optimizers_for
 from ups.training.stage_module import StageModule, check_finite, ema_update
 
@@ -27,21 +27,20 @@ class DiffusionResidualModule(StageModule):
         spec: dict,
         lineage: list | tuple = (),
         layout: list | tuple = LEGACY_LAYOUT,
+        io: dict | None = None,
+        meta: dict | None = None,
+        model_format: int = MODEL_FORMAT,
         upstream_state: dict | None = None,
     ) -> None:
         """`upstream_state`: the operator predictor's weights (absent when a checkpoint is loaded)."""
-        super().__init__(spec, lineage, layout)
+        super().__init__(spec, lineage, layout, io, meta, model_format)
         self.save_hyperparameters(ignore=["upstream_state"])
-        self.operator = operator_predictor(self.lineage[:-1], self.layout)
+        refined = self.build()  # the operator (as the lineage built it) and a fresh refiner
+        self.operator = refined.operator
         if upstream_state is not None:
             self.operator.load_state_dict(upstream_state)
         self.operator.requires_grad_(False)
-        self.refiner = Refiner(
-            self.spec.model,
-            num_fields=1,
-            num_params=len(self.layout),
-            refiner_input=self.spec.stage.refiner_input,
-        )
+        self.refiner = refined.refiner
         self.ema = copy.deepcopy(self.refiner).requires_grad_(False)
 
     def predictor(self) -> RefinedOperator:
@@ -59,17 +58,19 @@ class DiffusionResidualModule(StageModule):
         }
 
     def step_loss(self, batch, batch_idx: int) -> torch.Tensor:
-        window, params, dt, _task = batch  # (B, K+1, C, X): only the first pair is used
+        window, params, dt, _task = batch  # (B, K+1, C, *grid): only the first pair is used
         st, op = self.spec.stage, self.operator
-        z_t, z_next = op.normalize(window[:, 0]), op.normalize(window[:, 1])  # (B, C, X)
+        z_t, z_next = op.normalize(window[:, 0]), op.normalize(window[:, 1])  # (B, C, *grid)
         with torch.no_grad():
-            z_op = op.normalize(op(window[:, 0], params, dt))  # (B, C, X): the frozen operator's prediction
+            z_op = op.normalize(
+                op(window[:, 0], params, dt)
+            )  # (B, C, *grid): the frozen operator's prediction
         k = torch.randint(1, st.num_steps + 1, (z_t.shape[0],), device=z_t.device)  # (B,)
         sigma = (st.sigma_min ** (k.double() / st.num_steps)).to(z_t.dtype)  # (B,)
         eps = torch.randn_like(z_next)
-        z_noisy = z_next + sigma.view(-1, 1, 1) * eps
+        z_noisy = z_next + sigma.view(-1, *([1] * (z_next.ndim - 1))) * eps
         pred = self.refiner(z_t, z_noisy, z_op, k.to(z_t.dtype) / st.num_steps, sigma, params, dt)
-        per_sample = (pred - eps).square().mean(dim=(1, 2))  # (B,)
+        per_sample = (pred - eps).square().flatten(1).mean(dim=1)  # (B,)
         loss = per_sample.mean()
         check_finite(loss, self.global_step)
         self.log("train/loss", loss, batch_size=z_t.shape[0])

@@ -17,7 +17,9 @@ import torch
 from torch import nn
 
 from ups.data.params import LEGACY_LAYOUT
+from ups.models.legacy import MODEL_FORMAT
 from ups.models.operator import rollout
+from ups.plugin import ModelIO
 from ups.spec.load import spec_from_dict
 from ups.spec.metrics import report_horizons
 from ups.training.metrics import evaluate_batch, summarize_tasks
@@ -64,13 +66,27 @@ class StageModule(L.LightningModule):
     """The attribute holding the network this stage trains (what `hardware.compile` compiles)."""
 
     def __init__(
-        self, spec: dict, lineage: list[dict] | tuple = (), layout: list[str] | tuple = LEGACY_LAYOUT
+        self,
+        spec: dict,
+        lineage: list[dict] | tuple = (),
+        layout: list[str] | tuple = LEGACY_LAYOUT,
+        io: dict | None = None,
+        meta: dict | None = None,
+        model_format: int = MODEL_FORMAT,
     ) -> None:
+        """`io`: the data's shapes (`ModelIO` as a dict); `meta`: the data's resolved families. Both are stored
+        with the checkpoint (as is `model_format`), so the predictor is rebuilt without the data."""
         super().__init__()
         self.spec = spec_from_dict(spec)
         self.lineage = [*(spec_from_dict(d) for d in lineage), self.spec]
         """Resolved specs from the operator's to this stage's: they define every predictor's architecture."""
         self.layout = tuple(layout)
+        self.io = (
+            ModelIO(**{k: tuple(v) if isinstance(v, list) else v for k, v in (io or {}).items()})
+            if io
+            else None
+        )
+        self.meta = dict(meta or {})
         self._per_sample: dict[str, list[torch.Tensor]] = {}
         self._references: dict[str, dict[str, list[torch.Tensor]]] = {}
         self._reference_metrics: dict[str, dict[str, dict[str, float]]] = {}
@@ -120,6 +136,22 @@ class StageModule(L.LightningModule):
             self._compile_set = True
             compile_guarded(getattr(self, self.TRAINED))
 
+    def plugin_metrics(self):
+        """The spec's `eval.metrics` (loaded once, with the datamodule's coordinates and parameter names)."""
+        if getattr(self, "_plugins", None) is None:
+            from ups.training.metrics import PluginMetrics
+
+            datamodule = self.trainer.datamodule if self.trainer is not None else None
+            self._plugins = PluginMetrics(self.spec, datamodule)
+        return self._plugins
+
+    def build(self, lineage: list | None = None) -> nn.Module:
+        """A predictor of this stage's kind (or of the stage that made `lineage`) for the data's shapes."""
+        from ups.training.stages import stage_of
+
+        lineage = self.lineage if lineage is None else lineage
+        return stage_of(lineage[-1]).load("predictor")(lineage, self.layout, self.io, self.meta)
+
     def predictor(self) -> nn.Module:
         """The one-step predictor this stage is evaluated (and registered) as."""
         raise AssertionError(f"{type(self).__name__} must define predictor()")
@@ -143,7 +175,10 @@ class StageModule(L.LightningModule):
             torch.manual_seed(
                 getattr(self.spec.stage, "eval_seed", 0) * 1_000_003 + batch_idx * 1_009 + self.global_rank
             )
-            out = evaluate_batch(model, traj, params, dt, context_frames=e.context_frames, horizon=e.horizon)
+            out = evaluate_batch(
+                model, traj, params, dt, context_frames=e.context_frames, horizon=e.horizon,
+                plugins=self.plugin_metrics() if name == "model" else None, task=task,
+            )  # fmt: skip
         self.timing[name] = self.timing.get(name, 0.0) + time.perf_counter() - start
         out["task"] = task
         return out
@@ -236,6 +271,13 @@ class StageModule(L.LightningModule):
         checkpoint["ups_rng"] = {"torch": torch.get_rng_state()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        made = checkpoint.get("hyper_parameters", {}).get("model_format", 1)
+        if made != MODEL_FORMAT:
+            raise RuntimeError(
+                f"this checkpoint was written by an earlier version of ups (model format {made}): it loads for "
+                "eval, export, promote and as a later stage's upstream, but its training cannot be resumed; start "
+                "a new run"
+            )
         if "ups_rng" in checkpoint:
             torch.set_rng_state(checkpoint["ups_rng"]["torch"])
 

@@ -1,7 +1,7 @@
-"""LightningModule of the `steady_prior` stage: (a, f) → u, scored against the exact discrete solve next to two
-baselines: the mean training solution, and the constant-coefficient solve with the harmonic-mean coefficient.
+"""LightningModule of the `steady_prior` stage: inputs → the steady solution, scored against the exact solve next
+to its baselines: the mean training solution, and the family's cheap classical solve where it has one.
 
-Legend: B batch, X grid points.
+Legend: B batch, C_in input channels, C solution channels, *grid one or two grid axes.
 """
 
 from __future__ import annotations
@@ -9,47 +9,60 @@ from __future__ import annotations
 import torch
 
 from ups.data.params import LEGACY_LAYOUT
-from ups.models.steady import SteadyNet
+from ups.models.legacy import MODEL_FORMAT
+from ups.models.wrap import SteadyPredictor
 from ups.training.losses import relative_l2
 from ups.training.operator_module import optimizers_for
 from ups.training.stage_module import StageModule, check_finite
 
 
-def _nrmse(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-    """Per sample ‖pred − true‖₂ / ‖true‖₂: (B, X) → (B,)."""
-    return (pred - true).double().norm(dim=-1) / true.double().norm(dim=-1).clamp_min(1e-12)
+def steady_nrmse(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """Per sample ‖pred − true‖₂ / ‖true‖₂ over the grid, per channel, averaged over channels: → (B,)."""
+    err = (pred - true).double().flatten(2).norm(dim=-1)
+    return (err / true.double().flatten(2).norm(dim=-1).clamp_min(1e-12)).mean(dim=1)
 
 
 class SteadyPriorModule(StageModule):
-    def __init__(self, spec: dict, lineage: list | tuple = (), layout: list | tuple = LEGACY_LAYOUT) -> None:
-        super().__init__(spec, lineage, layout)
+    def __init__(
+        self,
+        spec: dict,
+        lineage: list | tuple = (),
+        layout: list | tuple = LEGACY_LAYOUT,
+        io: dict | None = None,
+        meta: dict | None = None,
+        model_format: int = MODEL_FORMAT,
+    ) -> None:
+        super().__init__(spec, lineage, layout, io, meta, model_format)
         self.save_hyperparameters()
-        self.model = SteadyNet(self.spec.model, num_params=len(self.layout))
-        self.register_buffer("mean_solution", torch.zeros(self.spec.data.num_points))
+        self.model = self.build()
+        self.register_buffer("mean_solution", torch.zeros(self.io.out_channels, *self.io.grid))
+        self.baseline_name: str | None = None
 
-    def predictor(self) -> SteadyNet:
+    def predictor(self) -> SteadyPredictor:
         return self.model
 
     def setup_data(self, datamodule) -> None:
-        self.model.set_normalization(datamodule.inputs, datamodule.tensors["train"][2].unsqueeze(1))
+        self.model.set_normalization(datamodule.inputs, datamodule.train_solutions)
         self.mean_solution.copy_(datamodule.mean_solution)
+        self.baseline_name = datamodule.baseline_name
 
     def step_loss(self, batch, batch_idx: int) -> torch.Tensor:
-        a, f, u, params, _harmonic = batch  # (B, X) ×3, (B, P), (B, X)
-        loss = relative_l2(self.model(a, f, params), u)
+        inputs, u, params, _classical = batch  # (B, C_in, *grid), (B, C, *grid), (B, P), (B, C, *grid)
+        loss = relative_l2(self.model(inputs, params).flatten(2), u.flatten(2))
         check_finite(loss, self.global_step)
-        self.log("train/loss", loss, batch_size=a.shape[0])
-        self.log("loss", loss, prog_bar=True, logger=False, batch_size=a.shape[0])
+        self.log("train/loss", loss, batch_size=inputs.shape[0])
+        self.log("loss", loss, prog_bar=True, logger=False, batch_size=inputs.shape[0])
         return loss
 
     def _eval_step(self, batch, batch_idx: int, split: str) -> None:
-        a, f, u, params, harmonic = batch
+        inputs, u, params, classical = batch
         with torch.no_grad():
             out = {
-                "nrmse": _nrmse(self.model(a, f, params), u),
-                "baseline_mean_nrmse": _nrmse(self.mean_solution.expand_as(u), u),
-                "baseline_harmonic_nrmse": _nrmse(harmonic, u),
+                "nrmse": steady_nrmse(self.model(inputs, params), u),
+                "baseline_mean_nrmse": steady_nrmse(self.mean_solution.expand_as(u), u),
             }
+            if self.baseline_name:
+                out[self.baseline_name] = steady_nrmse(classical, u)
         for name, v in out.items():
             self._per_sample.setdefault(name, []).append(v.cpu())
 

@@ -37,7 +37,7 @@ def checkpoint_callback(spec: Spec, run_dir: Path) -> ModelCheckpoint:
         filename="epoch{epoch:03d}",
         auto_insert_metric_name=False,
         monitor=spec.train.checkpoint_metric,
-        mode=mode(spec.train.checkpoint_metric),
+        mode=mode(spec.train.checkpoint_metric, spec),
         save_top_k=spec.train.save_top_k,
         save_last=True,  # `--resume` continues from last.ckpt
     )
@@ -50,12 +50,12 @@ def strategy_for(hw):
     if hw.strategy != "fsdp":
         return hw.strategy
     from lightning.pytorch.strategies import FSDPStrategy
+    from torch.distributed.fsdp.wrap import CustomPolicy
 
-    from ups.models.operator import ProcessorBlock
-
-    return FSDPStrategy(
-        auto_wrap_policy={ProcessorBlock}, state_dict_type="full", sharding_strategy="FULL_SHARD"
-    )
+    # a model's blocks say they are shard units (`fsdp_unit = True`: the built-ins' processor, spectral and
+    # residual blocks); a model without any is one unit
+    policy = CustomPolicy(lambda m: bool(getattr(m, "fsdp_unit", False)))
+    return FSDPStrategy(auto_wrap_policy=policy, state_dict_type="full", sharding_strategy="FULL_SHARD")
 
 
 def build_trainer(
@@ -79,7 +79,7 @@ def build_trainer(
         callbacks.append(
             EarlyStopping(
                 monitor=t.early_stopping.metric,
-                mode=mode(t.early_stopping.metric),
+                mode=mode(t.early_stopping.metric, spec),
                 patience=t.early_stopping.patience,
                 min_delta=t.early_stopping.min_delta,
                 check_finite=True,
