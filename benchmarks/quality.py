@@ -200,33 +200,36 @@ def neural_arm(model: nn.Module, dm, spec) -> tuple[dict, dict]:
 def solver_arm(dm, spec) -> dict:
     """The coarse solve scored like the models: rollout from the last given frame, one step from every true frame
     of the window (`ups.training.evaluate.solver_baseline` does the rollout part for every run)."""
-    from ups.data.coarse_solver import coarse_rollout
-    from ups.data.params import FAMILY_PARAMS, parameter_from
+    from ups import catalog
+    from ups.data.params import parameter_from
     from ups.training.metrics import CORR_THRESHOLD, nrmse, pearson, steps_above
 
     if len(dm.sources) != 1:
         raise ValueError(f"the solver arm takes a single-family spec, got {len(dm.sources)} tasks")
     src = dm.sources[0]
+    row = catalog.get("families", src.family)
+    solve = catalog.load(row.solver)
     c, h = spec.eval.context_frames, spec.eval.horizon
-    traj = dm.states["test"][:, :, 0].double().numpy()  # (N, E, X)
-    n, x = traj.shape[0], traj.shape[-1]
+    traj = dm.states["test"].double().numpy()  # (N, E, C, X)
+    n = traj.shape[0]
     params = dict(src.params)
-    if "L" in FAMILY_PARAMS[src.family]:
-        params["L"] = np.array(parameter_from(dm.layout, dm.params["test"].numpy(), "L"))
+    per_trajectory = [p.name for p in row.params if p.per_trajectory]
+    for name in per_trajectory:
+        params[name] = np.array(parameter_from(dm.layout, dm.params["test"].numpy(), name))
     started = time.perf_counter()
     try:
-        frames = coarse_rollout(src.family, traj[:, c - 1], dt=src.dt, horizon=h, params=params)  # (N, H, X)
+        frames = solve(traj[:, c - 1], dt=src.dt, horizon=h, params=params)  # (N, H, C, X)
         ms = 1000 * (time.perf_counter() - started) / n
-        starts = traj[:, c - 1 : c - 1 + h].reshape(n * h, x)  # (N·H, X)
-        if "L" in params:
-            params["L"] = np.repeat(params["L"], h)
-        one = coarse_rollout(src.family, starts, dt=src.dt, horizon=1, params=params).reshape(n, h, x)
+        starts = traj[:, c - 1 : c - 1 + h].reshape(n * h, *traj.shape[2:])  # (N·H, C, X)
+        for name in per_trajectory:
+            params[name] = np.repeat(params[name], h)
+        one = solve(starts, dt=src.dt, horizon=1, params=params).reshape(n, h, *traj.shape[2:])
     except FloatingPointError:
         nan = float("nan")
         return {"nrmse": nan, "rollout_nrmse": nan, "corr_time": nan, "corr_time_censored": False,
                 "ms_per_rollout": nan, "params": 0}  # fmt: skip
-    true = torch.from_numpy(traj[:, c : c + h]).unsqueeze(2)  # (N, H, C, X)
-    pred, one = torch.from_numpy(frames).unsqueeze(2), torch.from_numpy(one).unsqueeze(2)
+    true = torch.from_numpy(traj[:, c : c + h])  # (N, H, C, X)
+    pred, one = torch.from_numpy(frames), torch.from_numpy(one)
     curve = pearson(pred, true).mean(dim=0)  # (H,)
     return {
         "nrmse": nrmse(one, true).mean().item(),

@@ -284,7 +284,7 @@ _BUILT_IN: dict[str, tuple] = {
 
 
 # lookup -----------------------------------------------------------------------------------------------------------
-_cache: dict[str, dict[str, Row]] = {}
+_cache: dict[str, dict] = {}
 
 
 def load(ref: str) -> Any:
@@ -393,10 +393,14 @@ def canonical(table: str, name: str) -> str:
 
 def _distribution_of(module: str) -> str | None:
     """`name==version` of the installed package holding `module`, when it is an installed package."""
-    from importlib.metadata import packages_distributions, version
+    from importlib.metadata import version
 
     top = module.split(".")[0]
-    dists = packages_distributions().get(top)
+    if "packages" not in _cache:  # reading every installed package's file list takes ~0.5 s: once per process
+        from importlib.metadata import packages_distributions
+
+        _cache["packages"] = packages_distributions()
+    dists = _cache["packages"].get(top)
     if not dists:
         return None
     return f"{dists[0]}=={version(dists[0])}"

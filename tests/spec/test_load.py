@@ -134,7 +134,7 @@ def test_error_points_at_the_file_that_set_the_value(tmp_path):
         ("name: [\n", "not valid YAML"),
         (
             "name: t\ndata: burgers1d\n",
-            "model: missing required value. Name a model block: operator_mid, operator_small, operator_tiny",
+            "model: missing required value. Name a model block: fno_small, operator_mid, operator_small, operator_tiny, unet_small",
         ),
         ("data: burgers1d\nmodel: operator_tiny\n", "name: missing required value."),
         (

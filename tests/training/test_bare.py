@@ -56,7 +56,10 @@ def setup(tmp_path_factory):
 def _module(spec, sources):
     L.seed_everything(spec.seed, verbose=False)
     dm = PDEDataModule(spec, sources)
-    module = OperatorModule(dataclasses.asdict(spec), [], list(dm.layout))
+    meta = {"families": [s.family for s in sources]}
+    module = OperatorModule(
+        dataclasses.asdict(spec), [], list(dm.layout), dataclasses.asdict(dm.io), meta
+    )
     module.setup_data(dm)
     return module, dm
 

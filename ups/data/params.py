@@ -41,6 +41,8 @@ LEGACY_LAYOUT = (
 )
 """The layout of every model trained before layouts were stored (and of any spec of these three families)."""
 
+_LEGACY_FAMILIES = {e.removeprefix("family:") for e in LEGACY_LAYOUT if e.startswith("family:")}
+
 
 def family_params(family: str | None) -> tuple:
     """A family's parameters (catalogue rows); none for data without a family."""
@@ -57,7 +59,7 @@ def layout_for(
     """One-hot entries for the families (catalogue order), then their parameters' fixed scalings (in `_SCALED`'s
     order), then z-scored entries for `extra` parameters (name → (train mean, train std)), in name order."""
     present = {f for f in families if f}
-    if present <= {"burgers1d", "advection1d", "reaction_diffusion1d"} and not extra and present:
+    if present and present <= _LEGACY_FAMILIES and not extra:
         return LEGACY_LAYOUT  # what these families have always been fed
     order = list(catalog.rows("families"))
     onehot = [f"family:{f}" for f in order if f in present] if len(present) > 1 or present else []

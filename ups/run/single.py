@@ -16,6 +16,7 @@ from pathlib import Path
 from ups.run.distributed import global_rank
 from ups.spec.errors import SpecError
 from ups.spec.load import ResolvedSpec
+from ups.spec.schema import DEFAULT_BLOCKS
 from ups.tracking import workspace
 from ups.tracking.workspace import RunRecord
 
@@ -53,7 +54,7 @@ class RunResult:
     where: list[str] = field(default_factory=list)
     extras: dict[str, float] = field(default_factory=dict)
     """`model/num_params` and `model/inference_ms` (a batch-32 forward pass): possible sweep objectives."""
-    stage: str = "operator"
+    stage: str = DEFAULT_BLOCKS["stage"]
     steps: int = 0
     """Optimizer steps taken."""
     planned_steps: int = 0

@@ -24,6 +24,7 @@ from torch import nn
 from ups.models.legacy import MODEL_FORMAT
 from ups.spec.redact import redact_tree
 from ups.spec.schema import Spec
+from ups.spec.stages import OperatorStage
 from ups.training.losses import operator_loss
 from ups.training.optim import build_optimizer, cosine_with_warmup
 
@@ -43,7 +44,7 @@ class BareLoop:
         meta: dict | None = None,
     ) -> None:
         t = spec.train
-        if spec.stage.kind != "operator":
+        if not isinstance(spec.stage, OperatorStage):
             raise ValueError(f"the bare loop trains the operator stage, not {spec.stage.kind!r}")
         if spec.hardware.precision not in ("32-true", "32"):
             raise ValueError(f"the bare loop runs fp32 only, not {spec.hardware.precision!r}")
