@@ -91,7 +91,9 @@ def test_import_layers_hold(layer):
         for name in _imports(path):
             if name == own or name.startswith(own + "."):
                 continue
-            if name not in LAYERS[layer] and not any(name.startswith(a + ".") for a in LAYERS[layer] if a != "ups"):
+            if name not in LAYERS[layer] and not any(
+                name.startswith(a + ".") for a in LAYERS[layer] if a != "ups"
+            ):
                 bad.append(f"{path.relative_to(PACKAGE.parent)} imports {name}")
     assert not bad, "\n".join(bad)
 

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.slow
 
 def _sh(cmd: list[str], *, env=None, cwd=None, timeout=1200) -> subprocess.CompletedProcess:
     done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{cmd}: exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, (
+        f"{cmd}: exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
     return done
 
 
@@ -81,7 +83,10 @@ def test_an_installed_plugin_works_through_its_entry_point_names(fresh_venv, tmp
     listed = _sh([str(fresh_venv / "bin" / "ups-exp"), "catalog", "--json"], env=env, cwd=tmp_path)
     rows = json.loads(listed.stdout)
     sources = {r["name"]: r["source"] for t in rows.values() for r in t}
-    assert "ups-example-plugin==0.1.0" in sources["tiny_conv"] and "ups-example-plugin" in sources["max_abs_error"]
+    assert (
+        "ups-example-plugin==0.1.0" in sources["tiny_conv"]
+        and "ups-example-plugin" in sources["max_abs_error"]
+    )
     _flow(tmp_path, str(fresh_venv / "bin" / "python"), spec, env, expected_dist="ups-example-plugin==0.1.0")
 
     # where the plugin is not installed, loading the registered model says what to install, in one line

@@ -57,9 +57,7 @@ def _module(spec, sources):
     L.seed_everything(spec.seed, verbose=False)
     dm = PDEDataModule(spec, sources)
     meta = {"families": [s.family for s in sources]}
-    module = OperatorModule(
-        dataclasses.asdict(spec), [], list(dm.layout), dataclasses.asdict(dm.io), meta
-    )
+    module = OperatorModule(dataclasses.asdict(spec), [], list(dm.layout), dataclasses.asdict(dm.io), meta)
     module.setup_data(dm)
     return module, dm
 

@@ -327,7 +327,9 @@ def spec_from_dict(data: dict[str, Any]) -> Spec:
     data = dict(data)
     merged = OmegaConf.structured(Spec)
     OmegaConf.set_readonly(merged, False)
-    merged.stage = OmegaConf.structured(config_class(data.get("stage", {}).get("kind", DEFAULT_BLOCKS["stage"])))
+    merged.stage = OmegaConf.structured(
+        config_class(data.get("stage", {}).get("kind", DEFAULT_BLOCKS["stage"]))
+    )
     model = dict(data.get("model") or {})
     if "kind" in model:  # written before the catalogue: `operator` is `latent_operator` now
         from ups import catalog
