@@ -17,6 +17,7 @@ PINNED = {
     "ks_pipeline.yaml": (["06726e6d67f4e480", "1ef80ccdb4f9cd18", "473f72d6917a56a5"], None),
     "pdebench_multitask.yaml": ("2e695c779a723b24", None),
     "steady.yaml": ("8d56100dc7c949c6", "e6ce92313d3f9962"),
+    "smoke.yaml": ("2609d3a9500db3cf", None),  # added after the catalogue
 }
 
 

@@ -8,17 +8,14 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from ups.spec.errors import SpecError, did_you_mean
+from ups.spec.errors import SpecError, did_you_mean, schema_key
+from ups.spec.paths import ConfigPath
 
 COMMAND_LINE = "command line"
 
 FILE_KEYS = ("family", "num_points", "dt", "num_frames")
 """Data settings a data block sets for its generator: with a file (`path`), they yield to the file's unless the spec
 or the command line sets them."""
-
-
-def available_blocks(configs: Path, group: str) -> list[str]:
-    return sorted(p.stem for p in (configs / group).glob("*.yaml"))
 
 
 def read_yaml_mapping(path: Path, *, key: str | None = None) -> dict[str, Any]:
@@ -64,8 +61,10 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
 
 
 def nest(dotted: dict[str, Any]) -> dict[str, Any]:
+    """{"a.b": 1} → {"a": {"b": 1}}; keys written as users write them (`init.from`) land on their schema field."""
     tree: dict[str, Any] = {}
     for key, value in dotted.items():
+        key = schema_key(key)
         node = tree
         parts = key.split(".")
         for part in parts[:-1]:
@@ -86,7 +85,7 @@ def flatten_tree(tree: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def resolve_tasks(layer: dict[str, Any], configs: Path, source: str) -> dict[str, Any]:
+def resolve_tasks(layer: dict[str, Any], configs: ConfigPath, source: str) -> dict[str, Any]:
     """`data.tasks: [{name, from: BLOCK, ...}]`: each task is its data block with the task's keys on top."""
     data = layer.get("data")
     tasks = data.get("tasks") if isinstance(data, dict) else None
@@ -104,7 +103,7 @@ def resolve_tasks(layer: dict[str, Any], configs: Path, source: str) -> dict[str
         task = dict(task)
         name = task.pop("from", None)
         if name is not None:
-            choices = available_blocks(configs, "data")
+            choices = configs.blocks("data")
             if name not in choices:
                 raise SpecError(
                     "unknown data block",
@@ -113,7 +112,7 @@ def resolve_tasks(layer: dict[str, Any], configs: Path, source: str) -> dict[str
                     got=name,
                     hint=did_you_mean(str(name), choices),
                 )
-            block = read_yaml_mapping(configs / "data" / f"{name}.yaml")
+            block = read_yaml_mapping(configs.block("data", name))
             block.pop("tasks", None)
             if task.get("path") is not None:  # a file: the block's generator settings yield to the file's
                 for key in FILE_KEYS:

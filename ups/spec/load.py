@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from ups.spec.errors import SpecError, did_you_mean
 from ups.spec.layers import (
     COMMAND_LINE,
     FILE_KEYS,
-    available_blocks,
     flatten_tree,
     nest,
     parse_overrides,
@@ -35,12 +33,13 @@ from ups.spec.layers import (
 )
 from ups.spec.merge_errors import locate_error, translate_error
 from ups.spec.models import DEFAULT_KIND, spec_class
+from ups.spec.paths import ConfigPath
 from ups.spec.redact import redact, redact_tree
 from ups.spec.schema import BLOCK_GROUPS, DEFAULT_BLOCKS, DEFAULTS_EPOCH, Spec, non_default
-from ups.spec.search_space import Param, check_sweep, parse_search_space, search_spaces_dir
+from ups.spec.search_space import Param, check_sweep, parse_search_space
 from ups.spec.stages import config_class, stage_row
 
-__all__ = ["COMMAND_LINE", "available_blocks", "flatten_tree", "parse_overrides", "read_yaml_mapping"]
+__all__ = ["COMMAND_LINE", "flatten_tree", "parse_overrides", "read_yaml_mapping"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +65,8 @@ class ResolvedSpec:
     overrides: tuple[str, ...]
     search_space: tuple[Param, ...] | None = None
     search_space_file: Path | None = None
+    block_files: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Group → the file its block came from (the first folder of the config path that holds it)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.spec)
@@ -73,10 +74,18 @@ class ResolvedSpec:
     def to_yaml(self) -> str:
         """The resolved spec as YAML, credentials redacted (what `show` prints and runs log)."""
         header = [f"# resolved from {self.path}"]
-        header += [f"#   {g}: {n}" for g, n in self.blocks.items() if n]
+        header += [
+            f"#   {g}: {n}" + (f"  ({self.block_files[g]})" if g in self.block_files else "")
+            for g, n in self.blocks.items()
+            if n
+        ]
+        if self.search_space_file is not None:
+            header.append(f"#   search_space: {self.spec.search_space}  ({self.search_space_file})")
         if self.overrides:
             header.append(f"#   overrides: {redact(' '.join(self.overrides))}")
-        body = yaml.safe_dump(redact_tree(self.to_dict()), sort_keys=False)
+        shown = self.to_dict()
+        shown["init"] = {"from": shown["init"]["source"]}  # as written in specs
+        body = yaml.safe_dump(redact_tree(shown), sort_keys=False)
         return "\n".join(header) + "\n" + body
 
     def fingerprint(self) -> str:
@@ -94,16 +103,6 @@ class ResolvedSpec:
     def non_default_dict(self) -> dict[str, Any]:
         """The resolved spec without the values that equal their schema default (nested blocks included)."""
         return non_default(self.spec)
-
-
-def configs_dir(spec_path: Path) -> Path:
-    """`$UPS_CONFIGS`, else the nearest `configs/` above the spec, else the one shipped beside the package."""
-    if env := os.environ.get("UPS_CONFIGS"):
-        return Path(env)
-    for parent in [spec_path.resolve().parent, *spec_path.resolve().parents]:
-        if (parent / "configs" / "stage").is_dir():
-            return parent / "configs"
-    return Path(__file__).resolve().parents[2] / "configs"
 
 
 def _choose_block(group: str, raw: Any, spec_file: str) -> tuple[str | None, dict[str, Any]]:
@@ -170,10 +169,11 @@ def compose(
         dotted["stage.upstream"] = dotted.pop("stage.from")
     if isinstance(dotted.get("stage.kind"), str):  # a different kind is a different block
         dotted["stage"] = dotted.pop("stage.kind")
-    configs = configs_dir(path)
+    configs = ConfigPath.for_spec(path)
 
     layers: list[tuple[str, dict[str, Any]]] = []
     blocks: dict[str, str | None] = {}
+    block_files: dict[str, str] = {}
     body = dict(raw)
     for group in BLOCK_GROUPS:
         choice = body.pop(group, None)
@@ -182,8 +182,9 @@ def compose(
         name, inline = _choose_block(group, choice, spec_file)
         blocks[group] = name
         if name is not None:
-            choices = available_blocks(configs, group)
-            if name not in choices:
+            block_path = configs.block(group, name)
+            if block_path is None:
+                choices = configs.blocks(group)
                 raise SpecError(
                     f"unknown {group} block",
                     file=spec_file,
@@ -191,19 +192,19 @@ def compose(
                     got=name,
                     hint=did_you_mean(name, choices),
                 )
-            block_path = configs / group / f"{name}.yaml"
+            block_files[group] = str(block_path)
             layers.append((str(block_path), {group: read_yaml_mapping(block_path)}))
         elif group not in DEFAULT_BLOCKS and not inline:
             raise SpecError(
                 "missing required value",
                 file=spec_file,
                 key=group,
-                hint=did_you_mean("", available_blocks(configs, group)).replace(
-                    "Choices", f"Name a {group} block"
-                ),
+                hint=did_you_mean("", configs.blocks(group)).replace("Choices", f"Name a {group} block"),
             )
         if inline:
             body[group] = inline
+    if isinstance(body.get("init"), dict) and "from" in body["init"]:  # `from` is a Python keyword
+        body["init"] = {("source" if k == "from" else k): v for k, v in body["init"].items()}
     layers.append((spec_file, body))
     if dotted:
         layers.append((COMMAND_LINE, nest(dotted)))
@@ -260,6 +261,7 @@ def compose(
         spec=spec,
         path=path,
         blocks=blocks,
+        block_files=block_files,
         overrides=tuple(overrides),
         search_space=tuple(params) if params is not None else None,
         search_space_file=space_file,
@@ -290,13 +292,12 @@ def _model_schema(layers: list[tuple[str, dict[str, Any]]]) -> type:
         raise SpecError(exc.problem, file=where, key="model.kind", got=exc.got, hint=exc.hint) from None
 
 
-def _load_search_space(spec: Spec, configs: Path, source) -> tuple[list[Param] | None, Path | None]:
+def _load_search_space(spec: Spec, configs: ConfigPath, source) -> tuple[list[Param] | None, Path | None]:
     if spec.search_space is None:
         return None, None
-    folder = Path(os.environ.get("UPS_SEARCH_SPACES", search_spaces_dir(configs)))
-    path = folder / f"{spec.search_space}.yaml"
-    if not path.is_file():
-        choices = sorted(p.stem for p in folder.glob("*.yaml"))
+    path = configs.search_space(spec.search_space)
+    if path is None:
+        choices = configs.search_space_names()
         raise SpecError(
             "unknown search space",
             file=source("search_space"),

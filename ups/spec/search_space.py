@@ -14,10 +14,9 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from ups.spec.errors import SpecError, did_you_mean
+from ups.spec.errors import SpecError, did_you_mean, schema_key
 from ups.spec.metrics import metric_names
 from ups.spec.schema import Spec
 
@@ -56,13 +55,10 @@ class Param:
         return all(chosen.get(k) in allowed for k, allowed in self.when.items())
 
 
-def search_spaces_dir(configs: Path) -> Path:
-    return configs.parent / "search_spaces"
-
-
 def _schema_leaf(key: str, spec: Spec | None = None) -> bool:
     """Whether `key` names a value (not a block) of `spec` (whose stage kind decides the stage's keys), or of
     the schema's defaults."""
+    key = schema_key(key)
     node: Any = spec if spec is not None else Spec
     for part in key.split("."):
         if not dataclasses.is_dataclass(node):

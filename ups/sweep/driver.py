@@ -51,11 +51,9 @@ class SweepResult:
 def _check_sweepable(resolved: ResolvedSpec) -> None:
     spec = resolved.spec
     if resolved.search_space is None:
-        from ups.spec.load import configs_dir
-        from ups.spec.search_space import search_spaces_dir
+        from ups.spec.paths import ConfigPath
 
-        folder = search_spaces_dir(configs_dir(resolved.path))
-        choices = sorted(p.stem for p in folder.glob("*.yaml"))
+        choices = ConfigPath.for_spec(resolved.path).search_space_names()
         raise SpecError(
             "a sweep needs a search space",
             file=str(resolved.path),
