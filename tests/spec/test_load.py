@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from ups.spec import SpecError
-from ups.spec.load import available_blocks, configs_dir, load_spec
+from ups.spec.load import load_spec
+from ups.spec.paths import ConfigPath
 
 ROOT = Path(__file__).resolve().parents[2]
 BURGERS = ROOT / "specs" / "burgers.yaml"
@@ -183,7 +184,7 @@ def test_every_shipped_spec_validates(path):
     [
         (g, n)
         for g in ("stage", "data", "model", "hardware", "tracking")
-        for n in available_blocks(configs_dir(BURGERS), g)
+        for n in ConfigPath.for_spec(BURGERS).blocks(g)
     ],
 )
 def test_every_shipped_block_composes(group, name):
@@ -214,7 +215,9 @@ def test_docs_list_every_spec_key():
     from ups.spec.load import flatten_tree
 
     doc = (ROOT / "docs" / "specs.md").read_text()
-    keys = flatten_tree(load_spec(BURGERS).to_dict())
+    from ups.spec.errors import user_key
+
+    keys = [user_key(k) for k in flatten_tree(load_spec(BURGERS).to_dict())]  # as users write them
     missing = [k for k in keys if f"`{k}`" not in doc]
     assert not missing, f"docs/specs.md does not document {missing}"
 
@@ -232,8 +235,9 @@ def test_schema_defaults_are_pinned_so_spec_hashes_stay_honest():
 
     blob = json.dumps(dataclasses.asdict(Spec(name="x")), sort_keys=True, default=str)
     # c0de3953acd1cfbf: the catalogue added data.format, data.options, eval.metrics and model.residual (defaults
-    # that keep the old behaviour) and named the default model kind latent_operator (was operator: an alias)
-    assert (hashlib.sha256(blob.encode()).hexdigest()[:16], DEFAULTS_EPOCH) == ("c0de3953acd1cfbf", 2)
+    # that keep the old behaviour) and named the default model kind latent_operator (was operator: an alias);
+    # 3cb9eb1444995df7: init.from (warm start; null keeps the old behaviour)
+    assert (hashlib.sha256(blob.encode()).hexdigest()[:16], DEFAULTS_EPOCH) == ("3cb9eb1444995df7", 2)
 
 
 def test_a_key_at_its_default_does_not_enter_the_spec_hash():

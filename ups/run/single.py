@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -108,13 +109,17 @@ def run_spec(
     resolved: ResolvedSpec,
     *,
     resume: bool = False,
+    resume_run: str | None = None,
     progress_bar: bool = True,
     trial: RunHooks | None = None,
 ) -> RunResult | None:
     """Train, evaluate and track one run of one stage. Returns None on ranks other than 0 (rank 0 reports).
 
-    With `trial` (a sweep or a pipeline), the run is a child of the parent's MLflow run.
+    `resume`: continue the latest unfinished run of this resolved spec; `resume_run`: continue that run (its
+    resolved spec must be this one). With `trial` (a sweep or a pipeline), the run is a child of the parent's
+    MLflow run.
     """
+    resume = resume or resume_run is not None
     started = time.time()
     spec = resolved.spec
     home = workspace.home()
@@ -122,6 +127,8 @@ def run_spec(
     rank = global_rank(spec.hardware.devices)
 
     def unfinished() -> RunRecord:
+        if resume_run is not None:
+            return named_run(resolved, home, resume_run)
         found = RunRecord.latest_unfinished(home, resolved.fingerprint())
         if found is None:
             raise SpecError(
@@ -152,9 +159,11 @@ def run_spec(
     elif resume and rank == 0:
         record = unfinished()
     upstream = _upstream(resolved, stage, home, trial.upstream if trial else None)
+    init = _init_source(resolved, stage, home)
+    layout = upstream.layout if upstream else init.layout if init else None
     L.seed_everything(spec.seed, workers=True, verbose=False)
     datamodule, data_fingerprint = rank_zero_first(
-        launched, rank, lambda: _datamodule(spec, stage, home, upstream.layout if upstream else None)
+        launched, rank, lambda: _datamodule(spec, stage, home, layout)
     )
     kwargs = {"upstream_state": upstream.state} if upstream else {}
     if upstream is not None:
@@ -168,9 +177,15 @@ def run_spec(
         **kwargs,
     )
     module.setup_data(datamodule)
+    if init is not None:  # the source's weights and normalization (a resumed run's checkpoint overrides them)
+        warm_start(module, init, str(resolved.path))
     tags = {**base_tags(resolved, data_fingerprint), **(trial.tags if trial else {})}
     if upstream is not None:
         tags["ups.upstream"] = upstream.run_id or upstream.source
+    if init is not None:
+        tags["ups.init_from"] = spec.init.source
+        if init.run_id:
+            tags["ups.init_run"] = init.run_id
 
     def track():
         return start_tracking(
@@ -208,6 +223,9 @@ def run_spec(
             callbacks=trial.callbacks if trial else [],
         )
         with SigtermGuard().installed() as guard:
+            if init is not None and ckpt_path is None:
+                init_metrics = _validate_before_training(trainer, module, datamodule, trial)
+                session.log_metrics(init_metrics)
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
             guard.check()
             if trainer.interrupted:
@@ -237,7 +255,10 @@ def run_spec(
         )
         raise
     try:
-        return _report(resolved, stage, module, datamodule, trainer, session, trial, started, best, budget)
+        result = _report(resolved, stage, module, datamodule, trainer, session, trial, started, best, budget)
+        if result is not None and init is not None and ckpt_path is None:
+            result.metrics.update(init_metrics)
+        return result
     except BaseException as exc:  # after training: still never left RUNNING
         session.finish("FAILED", reason=f"{exc.__class__.__name__}: {exc}")
         raise
@@ -350,6 +371,127 @@ def _upstream(resolved: ResolvedSpec, stage, home: Path, given: str | None):
             got=source,
         )
     return loaded
+
+
+def named_run(resolved: ResolvedSpec, home: Path, run_id: str) -> RunRecord:
+    """The unfinished run `--resume-run` names, made by this resolved spec; anything else is one line (exit 2)."""
+    from ups.spec.layers import flatten_tree
+    from ups.spec.names import check_safe_name
+    from ups.spec.redact import redact_tree
+
+    check_safe_name(run_id, key="--resume-run", file="command line")
+    record = RunRecord.load(home, run_id)
+    if record is None:
+        raise SpecError(
+            "no such run in this workspace",
+            file="command line",
+            key="--resume-run",
+            got=run_id,
+            hint=f"Runs are folders of {home / 'runs'}; `ups-exp runs SPEC` lists them.",
+        )
+    if record.status in ("FINISHED", "PRUNED"):
+        raise SpecError(
+            f"the run has {record.status.lower()}: there is nothing to resume",
+            file="command line",
+            key="--resume-run",
+            got=run_id,
+        )
+    if record.spec_hash == resolved.fingerprint():
+        return record
+    if record.spec is None:
+        raise SpecError(
+            "the run was made by a different resolved spec (it predates recorded specs, so ups cannot say which "
+            "key differs)",
+            file=str(resolved.path),
+            key="--resume-run",
+            got=run_id,
+        )
+    mine = flatten_tree(json.loads(json.dumps(redact_tree(resolved.non_default_dict()), default=str)))
+    theirs = flatten_tree(record.spec)
+    for key in [*mine, *(k for k in theirs if k not in mine)]:
+        if mine.get(key, "(default)") != theirs.get(key, "(default)"):
+            raise SpecError(
+                f"differs from the spec of run {run_id} ({theirs.get(key, '(default)')!r} there, "
+                f"{mine.get(key, '(default)')!r} here)",
+                file=str(resolved.path),
+                key=key,
+                hint="--resume-run continues a run with its own resolved spec: the same spec and overrides.",
+            )
+    return record
+
+
+def _init_source(resolved: ResolvedSpec, stage, home: Path):
+    """The model `init.from` names (None without one): same stage kind and model kind as this spec's."""
+    spec = resolved.spec
+    if spec.init.source is None:
+        return None
+    from ups.loading import load
+    from ups.tracking.session import mlflow_uri
+
+    spec_file = str(resolved.path)
+    uri = mlflow_uri(spec, home) if spec.tracking.mlflow.enabled else None
+    try:
+        loaded = load(spec.init.source, home=home, tracking_uri=uri)
+    except SpecError as exc:
+        raise exc.located(file=spec_file, key="init.from") from None
+    if loaded.stage.kind != stage.kind:
+        raise SpecError(
+            f"a {stage.kind} stage starts from a model of its own stage; this is a {loaded.stage.kind} model",
+            file=spec_file,
+            key="init.from",
+            got=spec.init.source,
+        )
+    have, want = loaded.spec.model.kind, spec.model.kind
+    if have != want:
+        raise SpecError(
+            f"the source is a {have} model and this spec trains {want}",
+            file=spec_file,
+            key="init.from",
+            got=spec.init.source,
+            hint="Use the source's model settings (model.* as it was trained), or start without init.from.",
+        )
+    return loaded
+
+
+def warm_start(module, loaded, spec_file: str) -> None:
+    """Load `loaded`'s predictor weights (its normalization buffers included) into `module`'s predictor, except the
+    frozen predictors it builds on (a refiner's operator comes from `stage.from`). A missing, extra or differently
+    shaped tensor is exit 2 naming the first such key."""
+    target = module.predictor()
+    frozen = {t.data_ptr() for ref in module.references().values() for t in ref.state_dict().values()}
+    mine = target.state_dict()
+    trained = [k for k, v in mine.items() if v.data_ptr() not in frozen]
+    theirs = loaded.predictor().state_dict()
+    for key in [*trained, *sorted(set(theirs) - set(mine))]:
+        if key not in theirs:
+            problem = f"the source has no {key!r} (this model has {tuple(mine[key].shape)})"
+        elif key not in mine:
+            problem = f"the source has {key!r} {tuple(theirs[key].shape)}, which this model does not"
+        elif theirs[key].shape != mine[key].shape:
+            problem = f"{key!r} is {tuple(theirs[key].shape)} in the source and {tuple(mine[key].shape)} here"
+        else:
+            continue
+        raise SpecError(
+            f"the source's weights do not fit this model: {problem}",
+            file=spec_file,
+            key="init.from",
+            got=loaded.source,
+            hint="Train with the source's model settings and data shapes.",
+        )
+    target.load_state_dict({**mine, **{k: theirs[k] for k in trained}}, strict=True)
+    module.warm_started()
+
+
+def _validate_before_training(trainer, module, datamodule, trial) -> dict[str, float]:
+    """A warm-started run's validation before its first update (`init/val/<metric>`): the source's, on this data."""
+    hooks = trial.callbacks if trial else []
+    kept = trainer.callbacks
+    trainer.callbacks = [c for c in kept if all(c is not t for t in hooks)]  # no pruning report for it
+    try:
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    finally:
+        trainer.callbacks = kept
+    return {f"init/val/{k}": v for k, v in module.last_eval["val"]["metrics"].items()}
 
 
 def _check_upstream_shapes(upstream, datamodule, spec_file: str) -> None:

@@ -5,6 +5,23 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+KEY_ALIASES = {"init.from": "init.source", "stage.from": "stage.upstream"}
+"""Keys users write (`from` is a Python keyword) → the schema field that holds them."""
+
+
+def schema_key(key: str) -> str:
+    for written, field in KEY_ALIASES.items():
+        if key == written or key.startswith(written + "."):
+            return field + key[len(written) :]
+    return key
+
+
+def user_key(key: str) -> str:
+    for written, field in KEY_ALIASES.items():
+        if key == field or key.startswith(field + "."):
+            return written + key[len(field) :]
+    return key
+
 
 class SpecError(ValueError):
     """A spec (or something it points at) is wrong.
@@ -33,7 +50,7 @@ class SpecError(ValueError):
         if self.file:
             parts.append(f"{self.file}: ")
         if self.key:
-            parts.append(f"{self.key}: ")
+            parts.append(f"{user_key(self.key)}: ")
         parts.append(self.problem)
         if self.got is not ...:
             parts.append(f"; got {self.got!r}")

@@ -8,7 +8,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from ups.spec.errors import SpecError, did_you_mean
+from ups.spec.errors import SpecError, did_you_mean, user_key
 from ups.spec.schema import Spec
 
 
@@ -44,6 +44,9 @@ def translate_error(exc: OmegaConfBaseException, source: str, layer: dict[str, A
     if isinstance(exc, ConfigKeyError) or "not in" in msg:
         name = key.split(".")[-1] if key else ""
         fields = _fields_at(key) if key else None
+        parent = key.rpartition(".")[0] if key else ""
+        if fields:  # as users write them (`init.from`, not the schema's `init.source`)
+            fields = [user_key(f"{parent}.{f}").rpartition(".")[2] if parent else f for f in fields]
         hint = did_you_mean(name, fields) if fields else None
         return SpecError("unknown key", file=source, key=key, hint=hint)
     if "expected one of" in msg:

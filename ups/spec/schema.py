@@ -276,6 +276,16 @@ class RegistryConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class InitConfig:
+    """Warm start (`init: {from: SOURCE}` in a spec): the run starts from a trained model's weights, with its
+    normalization statistics and PDE-parameter layout (not its optimizer state)."""
+
+    source: str | None = None
+    """Written `init.from`: a run id, a checkpoint file, `models:/NAME@ALIAS` or `models:/NAME/VERSION`, of the same
+    stage kind and model architecture."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Spec:
     name: str
     """MLflow experiment, W&B project and (later) Optuna study name."""
@@ -293,6 +303,8 @@ class Spec:
     """A file in `search_spaces/` (name without .yaml) used by `ups-exp sweep`."""
     sweep: SweepConfig = field(default_factory=SweepConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    """Warm start from a trained model (`init.from`)."""
 
 
 DEFAULTS_EPOCH = 2

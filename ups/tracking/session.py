@@ -5,6 +5,7 @@ Only rank 0 creates runs and logs; other ranks only learn the run id (through `U
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -258,7 +259,8 @@ def start_tracking(
         else:
             run_id = uuid.uuid4().hex
             lock = lock_run(home, run_id)
-        record = new_record(run_id, run_name, spec.name, resolved.fingerprint())
+        recorded = json.loads(json.dumps(redact_tree(resolved.non_default_dict()), default=str))
+        record = new_record(run_id, run_name, spec.name, resolved.fingerprint(), recorded)
     record.wandb_run_id = run_id if wandb_on else None
     record.save(home)
     os.environ[RUN_ID_ENV] = run_id  # Lightning's DDP launcher re-executes us with this environment

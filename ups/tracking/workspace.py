@@ -89,6 +89,8 @@ class RunRecord:
     host: str | None = None
     pid: int | None = None
     """Where the process that last ran it lives (shown when `--resume` refuses a live run)."""
+    spec: dict | None = None
+    """The resolved spec's values that differ from the defaults, redacted (`--resume-run` names what differs)."""
 
     @staticmethod
     def path(home_dir: Path, run_id: str) -> Path:
@@ -100,6 +102,14 @@ class RunRecord:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(self), indent=1))
         os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, home_dir: Path, run_id: str) -> RunRecord | None:
+        """The record of `run_id` in this workspace; None when there is none (or it cannot be read)."""
+        try:
+            return cls(**json.loads(cls.path(home_dir, run_id).read_text()))
+        except (ValueError, TypeError, OSError):
+            return None
 
     @classmethod
     def latest_unfinished(cls, home_dir: Path, spec_hash: str) -> RunRecord | None:
@@ -114,7 +124,9 @@ class RunRecord:
         return max(found, key=lambda r: r.created) if found else None
 
 
-def new_record(run_id: str, run_name: str, experiment: str, spec_hash: str) -> RunRecord:
+def new_record(
+    run_id: str, run_name: str, experiment: str, spec_hash: str, spec: dict | None = None
+) -> RunRecord:
     return RunRecord(
         run_id=run_id,
         run_name=run_name,
@@ -124,6 +136,7 @@ def new_record(run_id: str, run_name: str, experiment: str, spec_hash: str) -> R
         created=time.time(),
         host=socket.gethostname(),
         pid=os.getpid(),
+        spec=spec,
     )
 
 

@@ -61,6 +61,9 @@ class ConsistencyDistillModule(StageModule):
     def references(self) -> dict:
         return {"operator": self.operator, "teacher": self.teacher()}
 
+    def warm_started(self) -> None:
+        self.student.load_state_dict(self.student_ema.state_dict())
+
     def derived_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
         out = {}
         for key in [k for k in metrics if k.endswith("teacher_rollout_nrmse")]:

@@ -50,6 +50,9 @@ class DiffusionResidualModule(StageModule):
     def references(self) -> dict:
         return {"operator": self.operator}
 
+    def warm_started(self) -> None:
+        self.refiner.load_state_dict(self.ema.state_dict())
+
     def derived_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
         return {
             key.replace("operator_corr_time", "gain_corr_time"): metrics[key.replace("operator_", "")] / value

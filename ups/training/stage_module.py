@@ -163,6 +163,10 @@ class StageModule(L.LightningModule):
     def setup_data(self, datamodule) -> None:
         """Called once before training with the datamodule (normalization statistics come from train only)."""
 
+    def warm_started(self) -> None:
+        """Called after `init.from` loaded the predictor's weights: make the trained network match them (a stage
+        whose predictor holds an average of the trained weights copies it back)."""
+
     def forward(self, u: torch.Tensor, params: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
         return self.predictor()(u, params, dt)
 
