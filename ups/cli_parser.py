@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--resume", action="store_true", help="continue the latest unfinished run of the same resolved spec"
     )
+    run.add_argument(
+        "--resume-run",
+        metavar="RUN_ID",
+        help="continue that unfinished run (same MLflow and W&B ids); its resolved spec must be this one",
+    )
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--from-stage", metavar="NAME", help="pipelines: train NAME and every later stage again")
@@ -139,6 +144,65 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
     export.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    runs = sub.add_parser(
+        "runs",
+        help="list an experiment's runs with key metrics next to persistence (from MLflow)",
+        usage="ups-exp runs [SPEC | --experiment NAME] [--sort METRIC] [--limit N] [--json]",
+        description="An experiment's runs, best first by --sort (in the metric's own direction), else newest "
+        "first: run id, stage, model kind, status, start, and key metrics next to persistence. The experiment is "
+        "the spec's name, or --experiment; without either, every experiment of the store. Read-only.",
+    )
+    runs.add_argument("spec", nargs="?", metavar="SPEC", help="a spec file or a shipped spec's name")
+    runs.add_argument("--experiment", metavar="NAME", help="an MLflow experiment (a spec's `name`)")
+    runs.add_argument("--sort", metavar="METRIC", help="e.g. val/rollout_nrmse or test/corr_time")
+    runs.add_argument(
+        "--limit", type=int, default=20, metavar="N", help="at most N runs (default 20; 0: all)"
+    )
+    runs.add_argument(
+        "--tracking-uri", help="MLflow store (default: the spec's, $MLFLOW_TRACKING_URI, then $UPS_HOME's)"
+    )
+    runs.add_argument("--json", action="store_true", help="print the runs as one JSON list (every metric)")
+    runs.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    predict = sub.add_parser(
+        "predict",
+        help="roll a model out from the first frames of every trajectory of a data file, into a new file",
+        usage="ups-exp predict MODEL --input FILE --steps N --out FILE [--context N] [--format NAME] "
+        "[--task NAME] [--force] [--json]",
+        description="MODEL is models:/NAME@ALIAS, models:/NAME/VERSION, a run id or a checkpoint. The input is "
+        "read by --format (default: the model's) and brought to the model's grid and frame spacing; the output "
+        "holds the --context given frames and --steps predicted ones, in PDEBench's layout (steady models: "
+        "their solutions). Written whole or not at all; an existing --out is refused without --force.",
+    )
+    predict.add_argument(
+        "model", metavar="MODEL", help="models:/NAME@ALIAS, models:/NAME/VERSION, a run id or a .ckpt"
+    )
+    predict.add_argument("--input", required=True, metavar="FILE", help="the data file to start from")
+    predict.add_argument("--steps", type=int, metavar="N", help="frames to predict (not for steady models)")
+    predict.add_argument("--out", required=True, metavar="FILE", help="the HDF5 file to write")
+    predict.add_argument(
+        "--context", type=int, metavar="N", help="given frames (default: the model's eval.context_frames)"
+    )
+    predict.add_argument(
+        "--format", metavar="NAME", help="the input's format (default: the model's data.format)"
+    )
+    predict.add_argument("--task", metavar="NAME", help="multi-task models: the task the file holds")
+    predict.add_argument("--force", action="store_true", help="replace an existing --out")
+    predict.add_argument(
+        "--tracking-uri", help="MLflow store (default $MLFLOW_TRACKING_URI, then $UPS_HOME's)"
+    )
+    predict.add_argument(
+        "--json", action="store_true", help="print a JSON summary as the last line of stdout"
+    )
+    predict.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    data = sub.add_parser(
+        "data",
+        help="show what a data format reads from a file (shapes, spacing, parameters, family), without training",
+        usage="ups-exp data FILE [--format NAME] [--json]",
+    )
+    data.add_argument("file", metavar="FILE", help="a data file")
+    data.add_argument("--format", default="pdebench", metavar="NAME", help="its format (default pdebench)")
+    data.add_argument("--json", action="store_true", help="print one JSON object")
+    data.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sync = sub.add_parser(
         "sync",
         help="re-send what a tracking outage spooled (MLflow); sync offline W&B runs when a key is set",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 EXIT_OK, EXIT_FAILED, EXIT_REJECTED, EXIT_INTERRUPTED = 0, 1, 3, 130
@@ -29,8 +30,16 @@ def dispatch(args: argparse.Namespace) -> int:
         return export(args)
     if args.command == "sync":
         return sync(args)
+    if args.command == "predict":
+        return predict(args)
+    if args.command == "data":
+        return describe_data(args)
     if args.command == "promote":
         _check_promote_flags(args)
+    if getattr(args, "spec", None):
+        args.spec = spec_argument(args.spec)
+    if args.command == "runs":
+        return list_runs(args)
     if args.command in ("run", "validate", "show", "promote", "eval"):
         resolved = load_experiment(args.spec, args.overrides)
         if args.command in ("promote", "eval") and isinstance(resolved, ResolvedPipeline):
@@ -56,6 +65,102 @@ def dispatch(args: argparse.Namespace) -> int:
     if command is None:
         raise SpecError("unknown command", file="command line", got=args.command)
     return command(args, resolved)
+
+
+def spec_argument(name: str) -> str:
+    """A spec file as given, else a shipped spec by name (`ups-exp run burgers`); neither is one line."""
+    from ups.spec.errors import SpecError, did_you_mean
+    from ups.spec.paths import find_spec, shipped_specs
+
+    try:
+        return str(find_spec(name))
+    except FileNotFoundError:
+        raise SpecError(
+            "no such spec file, and no shipped spec of that name",
+            file="command line",
+            got=name,
+            hint=did_you_mean(name.removesuffix(".yaml"), shipped_specs()).replace(
+                "Choices", "Shipped specs"
+            ),
+        ) from None
+
+
+def list_runs(args: argparse.Namespace) -> int:
+    """`ups-exp runs`: read-only; a store that does not exist yet is one line."""
+    from ups.run.listing import list_runs as find
+    from ups.run.listing import shown_metrics, sort_rows, table
+    from ups.spec.errors import SpecError
+    from ups.spec.load import ResolvedPipeline, load_experiment
+    from ups.tracking import workspace
+    from ups.tracking.session import mlflow_uri
+    from ups.tracking.store import open_store
+    from ups.tracking.workspace import default_mlflow_uri
+
+    if args.spec and args.experiment:
+        raise SpecError("give a spec or --experiment, not both", file="command line", key="--experiment")
+    home = workspace.home(create=False)
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_mlflow_uri(home)
+    experiments = [args.experiment] if args.experiment else None
+    if args.spec:
+        resolved = load_experiment(args.spec, args.overrides)
+        first = resolved.stages[0] if isinstance(resolved, ResolvedPipeline) else resolved
+        experiments = [first.spec.name]
+        uri = args.tracking_uri or mlflow_uri(first.spec, home)
+    client = open_store(uri, key="--tracking-uri", create=False)
+    if experiments is None:
+        experiments = [e.name for e in client.search_experiments()]
+    rows = sort_rows(find(client, experiments), args.sort)
+    if args.limit and args.limit > 0:
+        rows = rows[: args.limit]
+    if args.json:
+        print(json.dumps([r.to_json() for r in rows]))
+        return EXIT_OK
+    if not rows:
+        print(f"no runs in {', '.join(experiments) or 'this store'}")
+        return EXIT_OK
+    print(table(rows, shown_metrics(rows, args.sort)))
+    return EXIT_OK
+
+
+def predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ups.run.predict import predict as roll_out
+    from ups.tracking import workspace
+
+    home = workspace.home(create=False)
+    workspace.contain_environment(home)
+    done = roll_out(
+        args.model,
+        input_path=Path(args.input),
+        out=Path(args.out),
+        steps=args.steps,
+        context=args.context,
+        fmt=args.format,
+        task=args.task,
+        force=args.force,
+        home=home,
+        tracking_uri=args.tracking_uri,
+    )
+    what = (
+        "solutions"
+        if done["stage"] and done["steps"] == 0
+        else f"{done['context']} given + {done['steps']} predicted frames"
+    )
+    print(f"wrote {done['trajectories']} trajectories ({what}) to {done['out']}")
+    if args.json:
+        print(json.dumps(done))
+    return EXIT_OK
+
+
+def describe_data(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ups.run.predict import describe, describe_lines
+
+    info = describe(Path(args.file), args.format, {})
+    print(json.dumps(info) if args.json else "\n".join(describe_lines(info)))
+    return EXIT_OK
 
 
 def catalog_listing(args: argparse.Namespace) -> int:
@@ -118,6 +223,8 @@ def print_launch(args: argparse.Namespace, resolved) -> int:
     if isinstance(resolved, ResolvedPipeline):
         raise SpecError("--print-launch takes a single-stage spec, not a pipeline", file=args.spec)
     extra = [a for a in ("--json", "--no-progress", "--resume") if getattr(args, a[2:].replace("-", "_"))]
+    if args.resume_run:
+        extra += ["--resume-run", args.resume_run]
     shown = [redact(o) for o in args.overrides]
     print(launch_command(resolved.spec, args.spec, [*shown, *extra], args.print_launch))
     if shown != list(args.overrides):
@@ -171,13 +278,24 @@ def run(args: argparse.Namespace, resolved) -> int:
         raise SpecError(
             "--from-stage needs a pipeline spec (`stages:`)", file="command line", key="--from-stage"
         )
+    if args.resume_run and pipeline:
+        raise SpecError(
+            "--resume-run takes a single-stage spec (a pipeline run again skips its finished stages)",
+            file="command line",
+            key="--resume-run",
+        )
     try:
         if pipeline:
             from ups.run.pipeline import run_pipeline
 
             result = run_pipeline(resolved, from_stage=args.from_stage, progress_bar=not args.no_progress)
         else:
-            result = run_spec(resolved, resume=args.resume, progress_bar=not args.no_progress)
+            result = run_spec(
+                resolved,
+                resume=args.resume,
+                resume_run=args.resume_run,
+                progress_bar=not args.no_progress,
+            )
     except Interrupted as exc:
         raise RunInterrupted(str(exc)) from None
     except SpecError:
