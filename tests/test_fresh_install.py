@@ -1,5 +1,7 @@
 """Fresh environments, as a user gets them (slow: each builds a virtual environment).
 
+- ups built as a wheel and installed from it (not editable) into a fresh venv: from a folder outside the checkout,
+  a shipped spec runs by name (its blocks are the wheel's package data), `ups-exp catalog` and `ups-exp runs` work.
 - The example plugin (examples/plugin) installed with pip into a fresh venv beside ups: its model, format and
   metric work through their entry-point names: run, a 2-trial sweep over the model's own key, promote, the
   registered model loaded with plain `mlflow.pyfunc.load_model` in a fresh process (no pickles), eval. The same
@@ -32,17 +34,46 @@ def _sh(cmd: list[str], *, env=None, cwd=None, timeout=1200) -> subprocess.Compl
 
 @pytest.fixture(scope="module")
 def fresh_venv(tmp_path_factory) -> Path:
-    """A new venv with torch (pinned, as the Makefile installs it), ups from this checkout and the example plugin
-    (a regular install, so its entry points are registered)."""
-    venv = tmp_path_factory.mktemp("fresh") / "venv"
+    """A new venv with torch (pinned, as the Makefile installs it), ups from a wheel built from this checkout (not
+    editable: the checkout's folders are out of its reach) and the example plugin (a regular install, so its entry
+    points are registered)."""
+    where = tmp_path_factory.mktemp("fresh")
+    venv, dist = where / "venv", where / "dist"
     _sh([sys.executable, "-m", "venv", str(venv)])
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    python = str(venv / "bin" / "python")
+    pip = [python, "-m", "pip", "install", "--quiet"]
     _sh([*pip, "torch==2.13.0"])
     constraints = venv / "constraints.txt"
     constraints.write_text("torch==2.13.0\n")
-    _sh([*pip, "-c", str(constraints), "-e", str(ROOT)])
+    _sh([python, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(ROOT)])
+    (wheel,) = dist.glob("ups-*.whl")
+    _sh([*pip, "-c", str(constraints), str(wheel)])
     _sh([*pip, "-c", str(constraints), str(PLUGIN)])
     return venv
+
+
+def test_the_wheel_runs_a_shipped_spec_by_name_from_any_folder(fresh_venv, tmp_path):
+    home = tmp_path / "home"
+    env = subprocess_env(home, OMP_NUM_THREADS="1")
+    env.pop("UPS_CONFIGS")  # the wheel's own blocks
+    env["PATH"] = f"{fresh_venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    ups = str(fresh_venv / "bin" / "ups-exp")
+    where = _sh(
+        [str(fresh_venv / "bin" / "python"), "-c", "import ups; print(ups.__file__)"], env=env, cwd=tmp_path
+    )
+    assert str(fresh_venv) in where.stdout and str(ROOT) not in where.stdout  # installed, not the checkout
+    shown = _sh([ups, "show", "smoke"], env=env, cwd=tmp_path).stdout
+    assert "ups/shipped/specs/smoke.yaml" in shown and "ups/shipped/configs/model/operator_tiny.yaml" in shown
+    run = json.loads(
+        _sh([ups, "run", "smoke", "--json", "--no-progress"], env=env, cwd=tmp_path).stdout.splitlines()[-1]
+    )
+    m = run["metrics"]
+    assert m["test/rollout_nrmse"] < m["test/persistence_rollout_nrmse"]
+    catalog = json.loads(_sh([ups, "catalog", "--json"], env=env, cwd=tmp_path).stdout)
+    assert {"latent_operator", "fno", "unet", "tiny_conv"} <= {r["name"] for r in catalog["models"]}
+    rows = json.loads(_sh([ups, "runs", "smoke", "--json"], env=env, cwd=tmp_path).stdout)
+    assert [r["run_id"] for r in rows] == [run["run_id"]] and rows[0]["status"] == "FINISHED"
+    assert not (tmp_path / "experiments").exists()  # everything went to $UPS_HOME
 
 
 def _flow(tmp_path: Path, python: str, spec: Path, env: dict, *, expected_dist: str | None) -> None:

@@ -132,6 +132,14 @@ def test_eval_scores_a_registered_model(workspace, champion, capsys):
     assert main(["eval", str(champion), "--model", "models:/nope@champion"]) == 2
 
 
+def _doc_block(path, marker: str) -> str:
+    import re
+
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S) if marker in b]
+    assert len(blocks) == 1, f"{path.name}: {len(blocks)} python blocks hold {marker!r}"
+    return blocks[0]
+
+
 def test_export_writes_plain_weights_that_load_strictly_and_predict_the_same(
     workspace, champion, tmp_path, capsys
 ):
@@ -163,6 +171,12 @@ def test_export_writes_plain_weights_that_load_strictly_and_predict_the_same(
             expected = registered(x, p, dt)
             assert torch.equal(plain.eval()(x, p, dt), expected)
             assert torch.equal(from_export(folder).predictor()(x, p, dt), expected)
+            # the recipe docs/registry.md gives, as written there
+            recipe = _doc_block(ROOT / "docs" / "registry.md", "from ups import catalog")
+            scope: dict = {}
+            exec(recipe.replace('"DIR/', f'"{folder}/').replace('("DIR")', f'("{folder}")'), scope)
+            assert torch.equal(scope["model"](x, p, dt), expected)
+            assert scope["next_u"].shape == (8, 1, 64)
     capsys.readouterr()
     assert main(["export", "nosuchrun", "--out", str(tmp_path / "none")]) == 2
     assert "no such run; got 'nosuchrun'" in capsys.readouterr().err
