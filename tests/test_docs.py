@@ -37,7 +37,9 @@ def _argv(line: str) -> list[str]:
     tokens = shlex.split(line, comments=True)
     start = next(i for i, t in enumerate(tokens) if t == "ups-exp" or t.endswith("/ups-exp"))
     argv = tokens[start + 1 :]
-    return argv[: argv.index("|")] if "|" in argv else argv
+    # the shell's pipe or redirection ends the command
+    ends = [i for i, t in enumerate(argv) if t in ("|", ">", ">>", "2>", "&&", ";")]
+    return argv[: ends[0]] if ends else argv
 
 
 CASES = [(doc.relative_to(ROOT), line) for doc in DOCS for line in _commands(doc.read_text())]

@@ -53,6 +53,7 @@ def test_cpu_ddp2_run_tracks_once_and_evaluates_every_sample(tmp_path):
     assert len(list((tmp_path / "home" / "runs").iterdir())) == 2
 
 
+@pytest.mark.slow  # a multi-process run: .ci/run runs it
 def test_the_printed_torchrun_command_runs_one_tracked_run_without_exporting_a_run_id(tmp_path):
     """`--print-launch` prints the torchrun command; run as printed, every rank starts at once, rank 0 makes the
     tracked run and the other rank learns its id by broadcast (UPS_RUN_ID is exported by nobody)."""

@@ -1,4 +1,5 @@
-"""SIGTERM mid-run, then `--resume`: same run id, same final metrics as an uninterrupted run (deterministic CPU)."""
+"""SIGTERM mid-run, then `--resume-run RUN_ID`: same MLflow and W&B ids, same final metrics as an uninterrupted run
+(deterministic CPU); a resume with a different resolved spec is refused naming the first differing key."""
 
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ def _epochs_done(home: Path) -> int:
         return 0
 
 
+@pytest.mark.slow  # a multi-process run: .ci/run runs it
 def test_sigterm_then_resume_matches_uninterrupted(tmp_path):
     spec = write_tiny_spec(tmp_path, name="resumable", epochs=EPOCHS)
     # each epoch is slow enough to interrupt reliably: more windows per epoch
@@ -72,10 +74,22 @@ def test_sigterm_then_resume_matches_uninterrupted(tmp_path):
     assert proc.returncode == 130, err[-3000:]
     interrupted_at = _epochs_done(home)
     assert 2 <= interrupted_at < EPOCHS
-    run_id = json.loads(next(home.glob("runs/*/run.json")).read_text())["run_id"]
+    record = json.loads(next(home.glob("runs/*/run.json")).read_text())
+    run_id = record["run_id"]
+    assert record["wandb_run_id"] == run_id
+    wandb_runs = sorted(p.name for p in (home / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 1 and wandb_runs[0].endswith(run_id)
 
-    resumed = _summary(_cli(spec, home, *extra, "--resume"))
+    # another resolved spec may not continue this run: one line naming the first key that differs, nothing run
+    other = _cli(spec, home, *extra, "train.lr=0.5", "--resume-run", run_id)
+    out, err = other.communicate(timeout=120)
+    assert other.returncode == 2, err[-3000:]
+    assert "train.lr" in err and run_id in err and len(err.strip().splitlines()) == 1
+
+    resumed = _summary(_cli(spec, home, *extra, "--resume-run", run_id))
     assert resumed["run_id"] == run_id
+    # W&B keeps one folder per attempt, all of them the one run id
+    assert all(p.name.endswith(run_id) for p in (home / "wandb").glob("offline-run-*"))
     assert len(list(home.glob("runs/*/run.json"))) == 1
     assert resumed["metrics"].keys() == reference["metrics"].keys()
     for name, value in reference["metrics"].items():

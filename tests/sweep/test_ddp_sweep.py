@@ -38,6 +38,7 @@ def _prunes_both(workspace, spec, storage: str, name: str) -> int:
     return result.trials["pruned"]
 
 
+@pytest.mark.slow  # a multi-process run: .ci/run runs it
 def test_cpu_ddp2_sweep_prunes_on_every_rank(workspace, tmp_path):
     spec = _ddp_sweep(tmp_path, "ddpsweep", pruner="threshold")
     assert _prunes_both(workspace, spec, f"sqlite:///{workspace / 'optuna.db'}", "ddpsweep") == 2

@@ -39,6 +39,7 @@ def _jobs_sweep(workspace, tmp_path, monkeypatch, name: str, storage: str):
     return jobs
 
 
+@pytest.mark.slow  # a multi-process run: .ci/run runs it
 def test_slurm_launcher_local_executor_completes_trials_on_one_study(workspace, tmp_path, monkeypatch):
     jobs = _jobs_sweep(workspace, tmp_path, monkeypatch, "slurmlocal", f"sqlite:///{workspace / 'optuna.db'}")
     assert jobs == workspace / "sweeps" / "slurmlocal" / "jobs"

@@ -47,6 +47,7 @@ def test_two_workers_share_one_study_without_duplicates(workspace, tmp_path):
     assert 1 <= len(workers) <= 2 and all(w.split(":")[-1].isdigit() for w in workers), workers
 
 
+@pytest.mark.slow  # a multi-process run: .ci/run runs it
 def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path):
     home = tmp_path / "home"
     spec = sweep_spec(tmp_path, name="killed", trials=2, epochs=60, pruner="none", sampler="random")

@@ -105,6 +105,7 @@ def test_halve_at_a_micro_batch_of_one_fails(workspace, tmp_path, monkeypatch):
         _run(workspace, tmp_path, monkeypatch, "above=0", "hardware.oom=halve_batch", "train.max_epochs=1")
 
 
+@pytest.mark.slow  # a multi-process run: .ci/run runs it
 @pytest.mark.parametrize(
     ("policy", "simulate", "says"),
     [
@@ -128,6 +129,7 @@ def test_cpu_ddp2_ranks_take_the_same_decision(tmp_path, policy, simulate, says)
     assert result["metrics"]["test/rollout_nrmse"] < result["metrics"]["test/persistence_rollout_nrmse"]
 
 
+@pytest.mark.slow  # a multi-process run: .ci/run runs it
 def test_cpu_ddp2_fail_policy_records_the_oom_not_a_lost_peer(tmp_path):
     """Only rank 1 runs out of memory with `fail`: every rank stops with the reason, and rank 0 records it."""
     spec = write_tiny_spec(tmp_path, name="oomfail")
