@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from ups.spec import SpecError
-from ups.spec.load import load_spec
+from ups.spec.load import load_experiment, load_spec
 from ups.spec.paths import ConfigPath
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -262,3 +262,27 @@ def test_a_trial_spec_is_frozen_from_the_study_spec_not_reread_from_disk(tmp_pat
     assert trial.fingerprint() != resolved.fingerprint()
     with pytest.raises(SpecError, match="train.lr"):
         with_values(resolved, {"train.lr": -1.0})
+
+
+def test_a_pipeline_stage_names_its_own_warm_start(tmp_path):
+    spec = tmp_path / "pipe.yaml"
+    body = """name: pinit
+data: {from: ks1d, num_trajectories: 16}
+model: operator_tiny
+stages:
+  - {kind: operator, init: {from: /somewhere/op.ckpt}}
+  - {name: refiner, kind: diffusion_residual}
+"""
+    spec.write_text(body)
+    first, second = load_experiment(spec).stages
+    assert first.spec.init.source == "/somewhere/op.ckpt" and second.spec.init.source is None
+    _, second = load_experiment(spec, ["stages.refiner.init.from=models:/ks@champion"]).stages
+    assert second.spec.init.source == "models:/ks@champion"
+
+    with pytest.raises(SpecError, match="name the stage") as refused:
+        load_experiment(spec, ["init.from=abc"])
+    assert "stages.operator.init.from" in refused.value.render()
+    spec.write_text(body + "init: {from: abc}\n")
+    with pytest.raises(SpecError, match="give `init` inside the stage it starts") as refused:
+        load_experiment(spec)
+    assert refused.value.render().startswith(f"{spec}: init:")

@@ -18,7 +18,7 @@ from typing import Any
 from ups.spec.errors import SpecError
 from ups.spec.load import ResolvedPipeline, compose, parse_overrides
 
-_ENTRY_KEYS = ("name", "kind", "model", "train", "eval", "search_space")
+_ENTRY_KEYS = ("name", "kind", "model", "train", "eval", "search_space", "init")
 
 
 def _entries(raw: Any, spec_file: str) -> list[dict[str, Any]]:
@@ -55,6 +55,13 @@ def load_pipeline(
     spec_file = str(path)
     if "stage" in raw:
         raise SpecError("give `stage:` or `stages:`, not both", file=spec_file, key="stage")
+    if raw.get("init") is not None:
+        raise SpecError(
+            "a pipeline starts each stage from its own source: give `init` inside the stage it starts",
+            file=spec_file,
+            key="init",
+            hint="stages: [{kind: operator, init: {from: RUN_ID}}, ...] or stages.NAME.init.from=... on the command line",
+        )
     entries = _entries(raw["stages"], spec_file)
     names = [e["name"] for e in entries]
     shared, own = [], {n: [] for n in names}
@@ -66,6 +73,9 @@ def load_pipeline(
                 raise SpecError("`stages.NAME.key=value` must name a stage", file="command line", got=item,
                                 hint=f"Stages: {', '.join(names)}")  # fmt: skip
             own[name].append(item.split(".", 2)[2])
+        elif key.strip() in ("init", "init.from"):
+            raise SpecError("a pipeline starts each stage from its own source: name the stage",
+                            file="command line", got=item, hint=f"stages.{names[0]}.init.from=...")  # fmt: skip
         else:
             shared.append(item)
     parse_overrides(shared)  # malformed overrides fail here, once
@@ -74,7 +84,7 @@ def load_pipeline(
         body = copy.deepcopy({k: v for k, v in raw.items() if k != "stages"})
         stage = {k: v for k, v in entry.items() if k not in _ENTRY_KEYS}
         body["stage"] = {"kind": entry["kind"], **stage}
-        for key in ("model", "eval", "search_space"):
+        for key in ("model", "eval", "search_space", "init"):
             if key in entry:
                 body[key] = entry[key]
         if "train" in entry:
