@@ -104,6 +104,29 @@ def test_rerun_skips_finished_stages_and_from_stage_trains_again(pipeline):
     assert code == 2 and "--from-stage: no such stage; got 'studnet'. Did you mean 'student'?" in err
 
 
+def test_a_stage_warm_starts_from_its_own_source(pipeline):
+    """`stages.NAME.init.from` starts that stage from a trained model of its kind: it validates like its source
+    before its first update, and the run says where it started from."""
+    spec, home, summary = pipeline
+    source = summary["stages"][2]
+    code, again, err = _cli(
+        "run", str(spec), "--json", "--no-progress", "--from-stage", "student",
+        f"stages.student.init.from={source['run_id']}",
+    )  # fmt: skip
+    assert code == 0, err[-2000:]
+    student = again["stages"][2]
+    assert student["run_id"] != source["run_id"]
+    start = {k.removeprefix("init/"): v for k, v in student["metrics"].items() if k.startswith("init/val/")}
+    assert start and "val/corr_time" in start
+    for name, value in start.items():
+        assert value == pytest.approx(source["metrics"][name], rel=1e-5, abs=1e-7, nan_ok=True), name
+    run = mlflow_client(home).get_run(student["run_id"])
+    assert (
+        run.data.tags["ups.init_from"] == source["run_id"]
+        and run.data.tags["ups.init_run"] == source["run_id"]
+    )
+
+
 LOAD = (
     REFUSE_PICKLES
     + """
