@@ -119,6 +119,8 @@ def test_a_stage_warm_starts_from_its_own_source(pipeline):
     start = {k.removeprefix("init/"): v for k, v in student["metrics"].items() if k.startswith("init/val/")}
     assert start and "val/corr_time" in start
     for name, value in start.items():
+        if name.endswith(("speedup", "_ms")):  # wall-time measurements, not results
+            continue
         assert value == pytest.approx(source["metrics"][name], rel=1e-5, abs=1e-7, nan_ok=True), name
     run = mlflow_client(home).get_run(student["run_id"])
     assert (
