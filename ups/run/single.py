@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -14,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ups.run import starts
 from ups.run.distributed import global_rank
 from ups.spec.errors import SpecError
 from ups.spec.load import ResolvedSpec
@@ -128,7 +128,7 @@ def run_spec(
 
     def unfinished() -> RunRecord:
         if resume_run is not None:
-            return named_run(resolved, home, resume_run)
+            return starts.named_run(resolved, home, resume_run)
         found = RunRecord.latest_unfinished(home, resolved.fingerprint())
         if found is None:
             raise SpecError(
@@ -158,8 +158,8 @@ def run_spec(
         record = agree_on_zero(rank, unfinished)
     elif resume and rank == 0:
         record = unfinished()
-    upstream = _upstream(resolved, stage, home, trial.upstream if trial else None)
-    init = _init_source(resolved, stage, home)
+    upstream = starts.upstream(resolved, stage, home, trial.upstream if trial else None)
+    init = starts.init_source(resolved, stage, home)
     layout = upstream.layout if upstream else init.layout if init else None
     L.seed_everything(spec.seed, workers=True, verbose=False)
     datamodule, data_fingerprint = rank_zero_first(
@@ -167,7 +167,7 @@ def run_spec(
     )
     kwargs = {"upstream_state": upstream.state} if upstream else {}
     if upstream is not None:
-        _check_upstream_shapes(upstream, datamodule, str(resolved.path))
+        starts.check_upstream_shapes(upstream, datamodule, str(resolved.path))
     module = stage.load("module")(
         redact_tree(resolved.to_dict()),
         upstream.lineage if upstream else [],
@@ -178,7 +178,7 @@ def run_spec(
     )
     module.setup_data(datamodule)
     if init is not None:  # the source's weights and normalization (a resumed run's checkpoint overrides them)
-        warm_start(module, init, str(resolved.path))
+        starts.warm_start(module, init, str(resolved.path))
     tags = {**base_tags(resolved, data_fingerprint), **(trial.tags if trial else {})}
     if upstream is not None:
         tags["ups.upstream"] = upstream.run_id or upstream.source
@@ -224,7 +224,7 @@ def run_spec(
         )
         with SigtermGuard().installed() as guard:
             if init is not None and ckpt_path is None:
-                init_metrics = _validate_before_training(trainer, module, datamodule, trial)
+                init_metrics = starts.validate_before_training(trainer, module, datamodule, trial)
                 session.log_metrics(init_metrics)
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
             guard.check()
@@ -342,172 +342,6 @@ def _training_budget(trainer) -> tuple[int, int, str | None]:
     if any(isinstance(c, EarlyStopping) and c.stopped_epoch > 0 for c in trainer.callbacks):
         return steps, planned, "early_stopping"
     return steps, planned, None
-
-
-def _upstream(resolved: ResolvedSpec, stage, home: Path, given: str | None):
-    """The trained predictor a consuming stage builds on (None for a stage that consumes nothing)."""
-    if not stage.consumes:
-        return None
-    from ups.loading import load
-    from ups.tracking.session import mlflow_uri
-
-    source = given or resolved.spec.stage.upstream
-    spec_file = str(resolved.path)
-    if source is None:
-        raise SpecError(
-            f"the {stage.kind} stage needs the run it builds on", file=spec_file, key="stage.from"
-        )
-    uri = mlflow_uri(resolved.spec, home) if resolved.spec.tracking.mlflow.enabled else None
-    try:
-        loaded = load(source, home=home, tracking_uri=uri)
-    except SpecError as exc:
-        raise exc.located(file=spec_file, key="stage.from") from None
-    if loaded.stage.kind not in stage.consumes:
-        raise SpecError(
-            f"the {stage.kind} stage builds on a {' or '.join(stage.consumes)} stage, and this is a "
-            f"{loaded.stage.kind} stage",
-            file=spec_file,
-            key="stage.from",
-            got=source,
-        )
-    return loaded
-
-
-def named_run(resolved: ResolvedSpec, home: Path, run_id: str) -> RunRecord:
-    """The unfinished run `--resume-run` names, made by this resolved spec; anything else is one line (exit 2)."""
-    from ups.spec.layers import flatten_tree
-    from ups.spec.names import check_safe_name
-    from ups.spec.redact import redact_tree
-
-    check_safe_name(run_id, key="--resume-run", file="command line")
-    record = RunRecord.load(home, run_id)
-    if record is None:
-        raise SpecError(
-            "no such run in this workspace",
-            file="command line",
-            key="--resume-run",
-            got=run_id,
-            hint=f"Runs are folders of {home / 'runs'}; `ups-exp runs SPEC` lists them.",
-        )
-    if record.status in ("FINISHED", "PRUNED"):
-        raise SpecError(
-            f"the run has {record.status.lower()}: there is nothing to resume",
-            file="command line",
-            key="--resume-run",
-            got=run_id,
-        )
-    if record.spec_hash == resolved.fingerprint():
-        return record
-    if record.spec is None:
-        raise SpecError(
-            "the run was made by a different resolved spec (it predates recorded specs, so ups cannot say which "
-            "key differs)",
-            file=str(resolved.path),
-            key="--resume-run",
-            got=run_id,
-        )
-    mine = flatten_tree(json.loads(json.dumps(redact_tree(resolved.non_default_dict()), default=str)))
-    theirs = flatten_tree(record.spec)
-    for key in [*mine, *(k for k in theirs if k not in mine)]:
-        if mine.get(key, "(default)") != theirs.get(key, "(default)"):
-            raise SpecError(
-                f"differs from the spec of run {run_id} ({theirs.get(key, '(default)')!r} there, "
-                f"{mine.get(key, '(default)')!r} here)",
-                file=str(resolved.path),
-                key=key,
-                hint="--resume-run continues a run with its own resolved spec: the same spec and overrides.",
-            )
-    return record
-
-
-def _init_source(resolved: ResolvedSpec, stage, home: Path):
-    """The model `init.from` names (None without one): same stage kind and model kind as this spec's."""
-    spec = resolved.spec
-    if spec.init.source is None:
-        return None
-    from ups.loading import load
-    from ups.tracking.session import mlflow_uri
-
-    spec_file = str(resolved.path)
-    uri = mlflow_uri(spec, home) if spec.tracking.mlflow.enabled else None
-    try:
-        loaded = load(spec.init.source, home=home, tracking_uri=uri)
-    except SpecError as exc:
-        raise exc.located(file=spec_file, key="init.from") from None
-    if loaded.stage.kind != stage.kind:
-        raise SpecError(
-            f"a {stage.kind} stage starts from a model of its own stage; this is a {loaded.stage.kind} model",
-            file=spec_file,
-            key="init.from",
-            got=spec.init.source,
-        )
-    have, want = loaded.spec.model.kind, spec.model.kind
-    if have != want:
-        raise SpecError(
-            f"the source is a {have} model and this spec trains {want}",
-            file=spec_file,
-            key="init.from",
-            got=spec.init.source,
-            hint="Use the source's model settings (model.* as it was trained), or start without init.from.",
-        )
-    return loaded
-
-
-def warm_start(module, loaded, spec_file: str) -> None:
-    """Load `loaded`'s predictor weights (its normalization buffers included) into `module`'s predictor, except the
-    frozen predictors it builds on (a refiner's operator comes from `stage.from`). A missing, extra or differently
-    shaped tensor is exit 2 naming the first such key."""
-    target = module.predictor()
-    frozen = {t.data_ptr() for ref in module.references().values() for t in ref.state_dict().values()}
-    mine = target.state_dict()
-    trained = [k for k, v in mine.items() if v.data_ptr() not in frozen]
-    theirs = loaded.predictor().state_dict()
-    for key in [*trained, *sorted(set(theirs) - set(mine))]:
-        if key not in theirs:
-            problem = f"the source has no {key!r} (this model has {tuple(mine[key].shape)})"
-        elif key not in mine:
-            problem = f"the source has {key!r} {tuple(theirs[key].shape)}, which this model does not"
-        elif theirs[key].shape != mine[key].shape:
-            problem = f"{key!r} is {tuple(theirs[key].shape)} in the source and {tuple(mine[key].shape)} here"
-        else:
-            continue
-        raise SpecError(
-            f"the source's weights do not fit this model: {problem}",
-            file=spec_file,
-            key="init.from",
-            got=loaded.source,
-            hint="Train with the source's model settings and data shapes.",
-        )
-    target.load_state_dict({**mine, **{k: theirs[k] for k in trained}}, strict=True)
-    module.warm_started()
-
-
-def _validate_before_training(trainer, module, datamodule, trial) -> dict[str, float]:
-    """A warm-started run's validation before its first update (`init/val/<metric>`): the source's, on this data."""
-    hooks = trial.callbacks if trial else []
-    kept = trainer.callbacks
-    trainer.callbacks = [c for c in kept if all(c is not t for t in hooks)]  # no pruning report for it
-    try:
-        trainer.validate(module, datamodule=datamodule, verbose=False)
-    finally:
-        trainer.callbacks = kept
-    return {f"init/val/{k}": v for k, v in module.last_eval["val"]["metrics"].items()}
-
-
-def _check_upstream_shapes(upstream, datamodule, spec_file: str) -> None:
-    """A stage builds on a predictor made for the same shapes of data (channels and grid)."""
-    have = upstream.io
-    if have is not None and (have.out_channels, have.grid) != (
-        datamodule.io.out_channels,
-        datamodule.io.grid,
-    ):
-        raise SpecError(
-            f"the upstream predictor was made for {have.out_channels} channel(s) on a {have.grid} grid; this data "
-            f"has {datamodule.io.out_channels} on {datamodule.io.grid}",
-            file=spec_file,
-            key="stage.from",
-            got=upstream.source,
-        )
 
 
 def _datamodule(spec, stage, home: Path, layout):
