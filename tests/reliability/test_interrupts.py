@@ -20,12 +20,18 @@ from conftest import ROOT, subprocess_env, sweep_spec
 pytestmark = pytest.mark.slow  # minutes of real sweeps killed mid-trial: .ci/run runs them after `make test`
 
 
+def _as_a_terminal_job() -> None:
+    """The sweep runs as a terminal's foreground job, where Ctrl-C is SIGINT. A shell script's background job
+    (`cmd &`, as a CI runner may start this suite) inherits SIGINT ignored, and a program keeps an ignored signal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(spec: Path, home: Path, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "ups.cli", "sweep", str(spec), *extra]
     env = subprocess_env(home, OMP_NUM_THREADS="1")
     return subprocess.Popen(
         cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=_as_a_terminal_job,
     )  # fmt: skip
 
 
