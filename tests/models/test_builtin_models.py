@@ -44,6 +44,8 @@ def _settings(kind: str) -> dict:
 
 CASES = [
     ("latent_operator", (32,), True),
+    ("latent_operator", (32, 40), True),
+    ("latent_operator", (32, 32), False),
     ("fno", (32,), True),
     ("fno", (16, 12), True),
     ("fno", (32,), False),
@@ -64,8 +66,11 @@ def test_built_in_models_hold_the_contract(kind, grid, periodic):
 
 def test_models_refuse_grids_they_cannot_take_with_the_key_to_change():
     config = catalog.load(catalog.get("models", "latent_operator").config)
-    problems = dict(config(**_settings("latent_operator")).check(_io((16, 16))))
-    assert "1D grids" in problems["kind"]
+    problems = dict(config(**_settings("latent_operator")).check(_io((16, 10))))
+    assert "must divide the grid's 10 points" in problems["patch_size"]
+    problems = dict(config(**{**_settings("latent_operator"), "num_modes": 3}).check(_io((16, 16))))
+    assert "must be <= 2 for 4 tokens per axis" in problems["num_modes"]  # 2D: both signs must not overlap
+    assert config(**{**_settings("latent_operator"), "num_modes": 3}).check(_io((16,))) == []
     unet = catalog.load(catalog.get("models", "unet").config)
     problems = dict(unet(**{**_settings("unet"), "multipliers": [1, 2, 2]}).check(_io((30,))))
     assert "divisible by 4" in problems["multipliers"] and "30 points" in problems["multipliers"]
@@ -77,11 +82,12 @@ def test_models_refuse_grids_they_cannot_take_with_the_key_to_change():
 def test_the_output_starts_at_the_input_so_training_starts_from_persistence():
     """Residual models start as the identity: a fresh model already scores persistence, never worse."""
     for kind in SMALL:
-        io_ = _io((32,))
-        module = catalog.load(catalog.get("models", kind).build)(_settings(kind), io_)
-        u = torch.randn(2, 2, 32)
-        out = module(u, torch.randn(2, 3), torch.full((2,), 0.1))
-        torch.testing.assert_close(out, u, msg=kind)
+        for grid in ((32,), (32, 32)):
+            io_ = _io(grid)
+            module = catalog.load(catalog.get("models", kind).build)(_settings(kind), io_)
+            u = torch.randn(2, 2, *grid)
+            out = module(u, torch.randn(2, 3), torch.full((2,), 0.1))
+            torch.testing.assert_close(out, u, msg=f"{kind} {grid}")
 
 
 def test_any_kind_trains_in_every_trajectory_stage(tmp_path, monkeypatch):

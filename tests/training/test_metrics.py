@@ -104,3 +104,57 @@ def test_corr_time_is_dt_times_the_steps_before_the_mean_correlation_drops_below
     from ups.training.metrics import per_sample_metric
 
     assert per_sample_metric(per_sample, "test/corr_time").tolist() == pytest.approx([0.6, 1.0])
+
+
+# 2D and several channels: per channel over the grid, then the mean (PDEBench); bands by radial |k|
+def test_2d_nrmse_is_per_channel_then_mean():
+    g = torch.Generator().manual_seed(3)
+    true = torch.randn(4, 2, 8, 6, generator=g)  # (B, C, X, Y): a non-square grid catches axis mix-ups
+    pred = true.clone()
+    pred[:, 1] *= 1.5  # channel 1 off by 50%, channel 0 exact
+    assert nrmse(pred, true, dims=2).tolist() == pytest.approx([0.25] * 4)
+
+
+def test_2d_bands_partition_the_error_and_sort_by_radial_wavenumber():
+    g = torch.Generator().manual_seed(0)
+    pred, true = torch.randn(3, 2, 1, 32, 32, generator=g), torch.randn(3, 2, 1, 32, 32, generator=g)
+    b = band_nrmse(pred, true, dims=2)
+    assert torch.allclose(b["low"] ** 2 + b["mid"] ** 2 + b["high"] ** 2, nrmse(pred, true, dims=2) ** 2)
+    x = torch.arange(64) / 64
+    xx, yy = torch.meshgrid(x, x, indexing="ij")
+    ones = torch.ones(1, 1, 64, 64)
+    # (kx, ky) = (3, 3): |k| = 4.24 is mid although each component is low; (9, 9): |k| = 12.7 is high
+    for kx, ky, band in ((2, 1, "low"), (3, 3, "mid"), (0, 7, "mid"), (9, 9, "high"), (-5, 11, "high")):
+        pred = ones + 0.1 * torch.sin(2 * math.pi * (kx * xx + ky * yy))
+        b = band_nrmse(pred, ones, dims=2)
+        assert b[band].item() > 0.05, (kx, ky, band)
+        assert all(v.item() < 1e-6 for name, v in b.items() if name != band), (kx, ky, band)
+
+
+def test_2d_multichannel_summary_logs_each_channel_and_their_mean():
+    g = torch.Generator().manual_seed(2)
+    base = torch.randn(5, 1, 2, 8, 8, generator=g)
+    traj = base * torch.exp(-0.1 * torch.arange(9)).view(1, 9, 1, 1, 1)  # (B, T, C, X, Y)
+
+    def wrong_second_channel(u, params, dt):
+        out = u * math.exp(-0.1)
+        out[:, 1] = u[:, 1]  # channel 0 exact, channel 1 persistence
+        return out
+
+    out = evaluate_batch(
+        wrong_second_channel, traj, torch.zeros(5, 0), torch.full((5,), 0.1), context_frames=2, horizon=4
+    )
+    m = summarize(out, [1, 4], ("u", "v"))
+    assert m["rollout_nrmse.u"] == pytest.approx(0.0, abs=1e-6)
+    assert m["rollout_nrmse.v"] == pytest.approx(m["persistence_rollout_nrmse.v"])
+    assert m["rollout_nrmse"] == pytest.approx((m["rollout_nrmse.u"] + m["rollout_nrmse.v"]) / 2)
+    assert m["persistence_rollout_nrmse.u"] == pytest.approx(m["persistence_rollout_nrmse.v"])  # same decay
+    assert m["corr_time"] > 0 and "nrmse.u" in m and "persistence_nrmse.v" in m
+
+    def exact(u, params, dt):
+        return u * math.exp(-0.1)
+
+    one = evaluate_batch(
+        exact, traj[:, :, :1], torch.zeros(5, 0), torch.full((5,), 0.1), context_frames=2, horizon=4
+    )
+    assert not any("." in k for k in summarize(one, [1], ("u",)))  # one channel: no per-channel names

@@ -74,7 +74,7 @@ class DataSource:
             for i in range(n if self.trajectory_params else 1)
         ]
         return np.broadcast_to(
-            np.asarray(rows, dtype=np.float32).reshape(-1, len(layout)), (n, len(layout))
+            np.asarray(rows, dtype=np.float32).reshape(len(rows), len(layout)), (n, len(layout))
         ).copy()
 
 

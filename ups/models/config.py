@@ -41,18 +41,21 @@ class LatentOperatorConfig:
         )  # fmt: skip
         if self.decoder_kernel % 2 == 0:
             out.append(("decoder_kernel", f"must be odd, got {self.decoder_kernel}"))
-        if io.spatial_dims != 1:
+        if io.spatial_dims not in (1, 2):
             out.append(
-                ("kind", f"latent_operator is built for 1D grids here; this data has {io.spatial_dims}")
+                ("kind", f"latent_operator is built for 1D and 2D grids; this data has {io.spatial_dims}")
             )
         for n in io.grid:
+            tokens = n // self.patch_size
+            # 1D (and 2D's last, real-FFT axis): up to tokens // 2 + 1 modes; 2D's first axis keeps modes of both
+            # signs, which must not overlap
+            most = tokens // 2 + 1 if io.spatial_dims == 1 else tokens // 2
             if n % self.patch_size:
                 out.append(("patch_size", f"must divide the grid's {n} points, got {self.patch_size}"))
-            elif self.num_modes > (n // self.patch_size) // 2 + 1:
-                tokens = n // self.patch_size
+            elif self.num_modes > most:
                 out.append(
-                    ("num_modes", f"must be <= tokens // 2 + 1 = {tokens // 2 + 1} (tokens = {n} points / "
-                     f"patch_size {self.patch_size}), got {self.num_modes}")
+                    ("num_modes", f"must be <= {most} for {tokens} tokens per axis (= {n} points / patch_size "
+                     f"{self.patch_size}) in {io.spatial_dims}D, got {self.num_modes}")
                 )  # fmt: skip
         return out
 

@@ -3,12 +3,14 @@
 predict: a registered model, a run or a checkpoint rolled out from the first frames of every trajectory of a data
 file. The file is read by a format (the model's own by default) and brought to the model's grid and frame spacing
 as training did; the output holds the `--context` given frames followed by `--steps` predicted ones, in PDEBench's
-1D layout (`tensor` (N, T, X), `x-coordinate`, `t-coordinate`, the input's attributes and per-trajectory
-parameters), so `ups-exp data`, the `pdebench` format and PDEBench's own readers read it back. A steady model
-writes its solutions (`tensor` (N, 1, X)) next to the inputs it was given. The file appears whole or not at all
+layout of the data's dimension (one channel: `tensor` (N, T, *grid) with `x-coordinate`, `y-coordinate` in 2D and
+`t-coordinate`; 2D compressible flow: `density`, `Vx`, `Vy`, `pressure`; other 2D channel sets: per-sample groups
+`0000/data` (T, X, Y, C)), with the input's attributes and per-trajectory parameters, so `ups-exp data`, the
+`pdebench` format and PDEBench's own readers read it back. A steady model writes its solutions (`tensor`
+(N, 1, *grid)) next to the inputs it was given. The file appears whole or not at all
 (written beside the target, then renamed); an existing `--out` is refused unless `--force`.
 
-Legend: N trajectories, T frames, C channels, X grid points, P PDE parameters.
+Legend: N trajectories, T frames, C channels, *grid one or two grid axes, P PDE parameters.
 """
 
 from __future__ import annotations
@@ -133,13 +135,13 @@ def predict(
             if source.inputs is None:
                 raise SpecError("a steady model needs a file of inputs (its `inputs` datasets)", file=CLI,
                                 key="--input", got=str(input_path))  # fmt: skip
-            inputs = torch.from_numpy(source.inputs)  # (N, C_in, X)
+            inputs = torch.from_numpy(source.inputs)  # (N, C_in, *grid)
             frames = torch.cat(
                 [predictor(inputs[i : i + size], params[i : i + size]) for i in range(0, len(inputs), size)]
-            )[:, None]  # (N, 1, C, X)
+            )[:, None]  # (N, 1, C, *grid)
             given = 0
         else:
-            states = torch.from_numpy(source.states)  # (N, T, C, X)
+            states = torch.from_numpy(source.states)  # (N, T, C, *grid)
             given = context if context is not None else loaded.spec.eval.context_frames
             if not 1 <= given <= states.shape[1]:
                 raise SpecError(f"must be between 1 and the file's {states.shape[1]} frames", file=CLI,
@@ -152,7 +154,7 @@ def predict(
                     )
                     for i in range(0, states.shape[0], size)
                 ]
-            )  # (N, steps, C, X)
+            )  # (N, steps, C, *grid)
             frames = torch.cat([states[:, :given], rolled], dim=1)
     written = _write(out, frames.numpy(), source, input_path, model=model, context=given, steady=steady)
     return {
@@ -169,28 +171,47 @@ def predict(
     }
 
 
+CFD_CHANNELS = ("density", "Vx", "Vy", "pressure")
+"""PDEBench's 2D compressible-flow channels, each its own (N, T, X, Y) dataset."""
+
+
 def _write(out: Path, frames: np.ndarray, source, input_path: Path, *, model: str, context: int,
            steady: bool) -> dict:  # fmt: skip
+    """PDEBench's layout of the data's dimension: one channel as `tensor` (N, T, *grid); 2D compressible-flow
+    channels as their own datasets; other 2D channel sets as per-sample groups `0000/data` (T, X, Y, C)."""
     import h5py
 
     n, t, c, *grid = frames.shape
-    if c != 1 or len(grid) != 1:
+    cfd = len(grid) == 2 and tuple(source.channels) == CFD_CHANNELS
+    if c != 1 and len(grid) == 1:
         raise SpecError(
-            f"writing {c}-channel or {len(grid)}D predictions is not supported yet (PDEBench's 1D layout holds one "
-            "field)",
+            f"writing {c}-channel 1D predictions is not supported (PDEBench's 1D layout holds one field)",
             file=CLI,
             key="--out",
         )
+    times = np.arange(t, dtype=np.float64) * (source.dt if not steady else 1.0)
     out.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(handle)
     try:
         with h5py.File(tmp, "w") as f:
-            f.create_dataset("tensor", data=frames[:, :, 0].astype(np.float32))  # (N, T, X)
-            f.create_dataset("x-coordinate", data=np.asarray(source.coords[0], dtype=np.float64))
-            f.create_dataset(
-                "t-coordinate", data=np.arange(t, dtype=np.float64) * (source.dt if not steady else 1.0)
-            )
+            if c == 1 or cfd:
+                for i, name in enumerate(CFD_CHANNELS if cfd else ("tensor",)):
+                    f.create_dataset(name, data=frames[:, :, i].astype(np.float32))  # (N, T, *grid)
+                for axis, coords in zip("xy", source.coords):
+                    f.create_dataset(f"{axis}-coordinate", data=np.asarray(coords, dtype=np.float64))
+                f.create_dataset("t-coordinate", data=times)
+                layout = (
+                    f"{', '.join(CFD_CHANNELS) if cfd else 'tensor'} (N, T, {', '.join('XY'[: len(grid)])})"
+                )
+            else:
+                for i in range(n):
+                    group = f.create_group(f"{i:04d}")
+                    group.create_dataset("data", data=np.moveaxis(frames[i], 1, -1).astype(np.float32))
+                    for axis, coords in zip("xy", source.coords):
+                        group.create_dataset(f"grid/{axis}", data=np.asarray(coords, dtype=np.float64))
+                    group.create_dataset("grid/t", data=times)
+                layout = "groups 0000…/data (T, X, Y, C)"
             if source.family:
                 f.attrs["equation"] = source.family
             for name, value in source.params.items():
@@ -205,6 +226,7 @@ def _write(out: Path, frames: np.ndarray, source, input_path: Path, *, model: st
                     f.create_dataset(name, data=source.inputs[:, i])
                 f.attrs["inputs"] = ",".join(names)
             f.attrs["channels"] = ",".join(source.channels)
+            f.attrs["periodic"] = bool(source.periodic)
             f.attrs["ups_model"] = model
             f.attrs["ups_input"] = str(input_path)
             f.attrs["ups_context_frames"] = context
@@ -212,7 +234,7 @@ def _write(out: Path, frames: np.ndarray, source, input_path: Path, *, model: st
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return {"layout": "tensor (N, T, X)"}
+    return {"layout": layout}
 
 
 def _attr_name(family: str | None, param: str) -> str:

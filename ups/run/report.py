@@ -17,6 +17,16 @@ def task_names_in(metrics: dict[str, float]) -> list[str]:
     return list(seen)
 
 
+def channel_metrics(metrics: dict[str, float], split: str) -> list[str]:
+    """Per-channel names (`rollout_nrmse.<channel>`, ...) present for a split, in first-seen order."""
+    return [
+        key.split("/", 1)[1]
+        for key in metrics
+        if key.startswith(f"{split}/") and key.count("/") == 1 and "." in key.split("/", 1)[1]
+        and not key.split("/", 1)[1].startswith("persistence_")
+    ]  # fmt: skip
+
+
 _EXTRA = ("operator_", "teacher_", "gain_", "speedup", "baseline_")
 """Reference predictors, gains and baselines, listed under the table."""
 
@@ -32,6 +42,7 @@ def metrics_table(metrics: dict[str, float], *, wall_seconds: float, where: list
             "nrmse_band_high",
             "corr_time",
             *(f"{t}/{n}" for t in tasks for n in ("nrmse", "rollout_nrmse")),
+            *channel_metrics(metrics, split),
         ):
             key = f"{split}/{name}"
             if key not in metrics:
@@ -73,38 +84,85 @@ def pipeline_summary(result) -> str:
     return "\n".join(parts)
 
 
-def plot_rollout(pred: np.ndarray, true: np.ndarray, *, context_frames: int, path: Path) -> Path:
-    """Space-time pictures of one test trajectory: truth, prediction (context frames are given), error."""
+def plot_rollout(
+    pred: np.ndarray,
+    true: np.ndarray,
+    *,
+    context_frames: int,
+    path: Path,
+    channels: tuple[str, ...] = (),
+    horizons: tuple[int, ...] = (),
+) -> Path:
+    """Pictures of one test trajectory (T, C, *grid): truth, prediction (context frames are given) and error.
+
+    1D: one space-time row per channel. 2D: for each channel, truth, prediction and |error| at the chosen
+    `horizons` (rollout steps after the context), one column per horizon."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = min(len(pred), len(true))
-    pred, true = pred[:n], true[:n]  # (T, X)
-    err = np.abs(pred - true)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
-    vmax = float(np.abs(true).max())
-    for ax, data, title, cmap in (
-        (axes[0], true, "truth", "RdBu_r"),
-        (axes[1], pred, "prediction", "RdBu_r"),
-        (axes[2], err, "|error|", "magma"),
-    ):
-        im = ax.imshow(
-            data,
-            aspect="auto",
-            origin="lower",
-            cmap=cmap,
-            vmin=0 if title == "|error|" else -vmax,
-            vmax=None if title == "|error|" else vmax,
-        )
-        ax.axhline(context_frames - 0.5, color="k", lw=0.8, ls="--")
-        ax.set_title(title)
-        ax.set_xlabel("x index")
-        fig.colorbar(im, ax=ax)
-    axes[0].set_ylabel("frame (dashed: end of given context)")
+    pred, true = pred[:n], true[:n]  # (T, C, *grid)
+    names = channels or tuple(f"c{c}" for c in range(true.shape[1]))
+    if true.ndim == 4:
+        return _plot_2d(pred, true, context_frames=context_frames, path=path, names=names, horizons=horizons)
+    rows = true.shape[1]
+    fig, axes = plt.subplots(rows, 3, figsize=(12, 3.6 * rows), sharey=True, squeeze=False)
+    for c in range(rows):
+        vmax = float(np.abs(true[:, c]).max())
+        for ax, data, title, cmap in (
+            (axes[c, 0], true[:, c], "truth", "RdBu_r"),
+            (axes[c, 1], pred[:, c], "prediction", "RdBu_r"),
+            (axes[c, 2], np.abs(pred[:, c] - true[:, c]), "|error|", "magma"),
+        ):
+            im = ax.imshow(
+                data,
+                aspect="auto",
+                origin="lower",
+                cmap=cmap,
+                vmin=0 if title == "|error|" else -vmax,
+                vmax=None if title == "|error|" else vmax,
+            )
+            ax.axhline(context_frames - 0.5, color="k", lw=0.8, ls="--")
+            ax.set_title(title if rows == 1 else f"{names[c]}: {title}")
+            ax.set_xlabel("x index")
+            fig.colorbar(im, ax=ax)
+        axes[c, 0].set_ylabel("frame (dashed: end of given context)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_2d(pred, true, *, context_frames: int, path: Path, names, horizons) -> Path:
+    """Per channel: three rows (truth, prediction, |error|), one column per horizon."""
+    import matplotlib.pyplot as plt
+
+    last = true.shape[0] - context_frames
+    steps = sorted({h for h in horizons if 1 <= h <= last} or {1, max(last, 1)})
+    rows = 3 * true.shape[1]
+    fig, axes = plt.subplots(rows, len(steps), figsize=(3.2 * len(steps) + 1, 2.9 * rows), squeeze=False)
+    for c in range(true.shape[1]):
+        vmax = float(np.abs(true[:, c]).max())
+        emax = float(np.abs(pred[:, c] - true[:, c])[context_frames:].max()) or 1.0
+        for j, h in enumerate(steps):
+            frame = context_frames - 1 + h
+            for r, (data, title, cmap, lo, hi) in enumerate(
+                (
+                    (true[frame, c], "truth", "RdBu_r", -vmax, vmax),
+                    (pred[frame, c], "prediction", "RdBu_r", -vmax, vmax),
+                    (np.abs(pred[frame, c] - true[frame, c]), "|error|", "magma", 0, emax),
+                )
+            ):
+                ax = axes[3 * c + r, j]
+                im = ax.imshow(data.T, origin="lower", cmap=cmap, vmin=lo, vmax=hi)
+                ax.set_title(f"{names[c]}: {title}, step {h}", fontsize=9)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 

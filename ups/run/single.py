@@ -299,7 +299,7 @@ def _report(
         spec_yaml.write_text(resolved.to_yaml())
         split = "test" if "test" in module.last_eval else "val"
         plots = (
-            _plots(spec, metrics, module.last_eval[split], split, artifacts)
+            _plots(spec, metrics, module.last_eval[split], split, artifacts, tuple(datamodule.io.channels))
             if (trial is None or trial.plots) and not stage.steady
             else []
         )
@@ -358,16 +358,21 @@ def _datamodule(spec, stage, home: Path, layout):
     return PDEDataModule(spec, sources, layout=layout), combined_fingerprint(sources)
 
 
-def _plots(spec, metrics: dict[str, float], shown: dict, split: str, artifacts: Path) -> list[Path]:
+def _plots(
+    spec, metrics: dict[str, float], shown: dict, split: str, artifacts: Path, channels: tuple[str, ...] = ()
+) -> list[Path]:
     from ups.run.report import plot_error_growth, plot_rollout, plot_task_bars
+    from ups.spec.metrics import report_horizons
 
-    example_pred, example_true = (t[0, :, 0].numpy() for t in shown["example"])  # (T, X)
+    example_pred, example_true = (t[0].numpy() for t in shown["example"])  # (T, C, *grid)
     plots = [
         plot_rollout(
             example_pred,
             example_true,
             context_frames=spec.eval.context_frames,
             path=artifacts / f"rollout_{split}.png",
+            channels=channels,
+            horizons=tuple(report_horizons(spec)),
         ),
         plot_error_growth(
             shown["per_sample"]["rollout_steps"].numpy(),

@@ -39,7 +39,9 @@ def evaluate_split(
         for name, v in out.items():
             per_sample.setdefault(name, []).append(v)
     joined = {k: torch.cat(v) for k, v in per_sample.items()}
-    metrics = summarize_tasks(joined, report_horizons(spec), spec.data.task_names())
+    metrics = summarize_tasks(
+        joined, report_horizons(spec), spec.data.task_names(), tuple(datamodule.io.channels)
+    )
     return {f"{split}/{k}": v for k, v in metrics.items()}, joined
 
 

@@ -1,58 +1,86 @@
 """Physical-space metrics (DESIGN.md, Metrics): per-sample nRMSE, rollout error by step, Fourier bands,
 each next to the persistence baseline ("no change"). Pure torch.
 
-Legend: B samples, H rollout steps, C fields, X grid points.
+Legend: B samples, H rollout steps, C channels, *grid one or two grid axes (X or X, Y).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 
 BAND_EDGES = {"low": (0, 4), "mid": (4, 12), "high": (12, None)}
-"""PDEBench's Fourier bands over the wavenumber k of the spatial rfft."""
+"""PDEBench's Fourier bands over the wavenumber |k| of the spatial FFT, in index units (radial in 2D)."""
 
 EPS = 1e-12
 
 
-def nrmse(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-    """‖pred − true‖₂ / ‖true‖₂ over space, per field, averaged over fields: (..., C, X) → (...)."""
-    err = (pred - true).double().norm(dim=-1)
-    ref = true.double().norm(dim=-1).clamp_min(EPS)
-    return (err / ref).mean(dim=-1)
+def _space(dims: int) -> tuple[int, ...]:
+    return tuple(range(-dims, 0))
 
 
-def _spectral_norm_sq(z: torch.Tensor) -> torch.Tensor:
-    """Per-wavenumber energy of a real signal's rfft, weighted so it sums to ‖z‖² (Parseval): (..., X) → (..., K)."""
-    n = z.shape[-1]
-    power = torch.fft.rfft(z.double(), dim=-1).abs().square() / n
+def channel_nrmse(pred: torch.Tensor, true: torch.Tensor, dims: int = 1) -> torch.Tensor:
+    """‖pred − true‖₂ / ‖true‖₂ over the `dims` grid axes, per channel: (..., C, *grid) → (..., C)."""
+    space = _space(dims)
+    err = (pred - true).double().square().sum(dim=space).sqrt()
+    ref = true.double().square().sum(dim=space).sqrt().clamp_min(EPS)
+    return err / ref
+
+
+def nrmse(pred: torch.Tensor, true: torch.Tensor, dims: int = 1) -> torch.Tensor:
+    """PDEBench's nRMSE: per channel over the grid, then the mean over channels: (..., C, *grid) → (...)."""
+    return channel_nrmse(pred, true, dims).mean(dim=-1)
+
+
+def _radial_wavenumbers(shape: tuple[int, ...], device) -> torch.Tensor:
+    """|k| in index units on the grid of a real FFT over these axes (the last one halved): (*k_grid)."""
+    axes = [torch.fft.fftfreq(n, d=1.0 / n, device=device).double() for n in shape[:-1]]
+    axes.append(torch.arange(shape[-1] // 2 + 1, device=device, dtype=torch.float64))
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    return torch.sqrt(sum(k.square() for k in mesh))
+
+
+def _spectral_norm_sq(z: torch.Tensor, dims: int = 1) -> torch.Tensor:
+    """Per-wavenumber energy of a real field's FFT over its `dims` last axes, weighted so it sums to ‖z‖²
+    (Parseval): (..., *grid) → (..., *k_grid), the last axis halved as a real FFT stores it."""
+    space = _space(dims)
+    n_last, size = z.shape[-1], math.prod(z.shape[-dims:])
+    power = torch.fft.rfftn(z.double(), dim=space).abs().square() / size
     weight = torch.full((power.shape[-1],), 2.0, dtype=power.dtype, device=power.device)
     weight[0] = 1.0
-    if n % 2 == 0:
+    if n_last % 2 == 0:
         weight[-1] = 1.0
     return power * weight
 
 
-def band_nrmse(pred: torch.Tensor, true: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Error energy in each band over the truth's total energy: (..., C, X) → {band: (...)}.
-
-    Normalized by the whole-spectrum ‖true‖, so the bands' squares add up to the nRMSE² of a single field.
-    """
-    err = _spectral_norm_sq(pred - true)
-    ref = _spectral_norm_sq(true).sum(dim=-1).clamp_min(EPS**2)
+def channel_band_nrmse(pred: torch.Tensor, true: torch.Tensor, dims: int = 1) -> dict[str, torch.Tensor]:
+    """Error energy in each band of |k| over the truth's total energy, per channel: (..., C, *grid) →
+    {band: (..., C)}. Normalized by the whole-spectrum ‖true‖, so a channel's bands' squares add up to its nRMSE²."""
+    space = _space(dims)
+    err = _spectral_norm_sq(pred - true, dims)
+    ref = _spectral_norm_sq(true, dims).sum(dim=space).clamp_min(EPS**2)
+    k = _radial_wavenumbers(tuple(true.shape[-dims:]), true.device)
     out = {}
     for band, (lo, hi) in BAND_EDGES.items():
-        out[band] = (err[..., lo:hi].sum(dim=-1) / ref).sqrt().mean(dim=-1)
+        mask = (k >= lo) & (k < hi) if hi is not None else k >= lo
+        out[band] = ((err * mask).sum(dim=space) / ref).sqrt()
     return out
 
 
-def pearson(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-    """Spatial Pearson correlation per field, averaged over fields: (..., C, X) → (...)."""
-    p = pred.double() - pred.double().mean(dim=-1, keepdim=True)
-    t = true.double() - true.double().mean(dim=-1, keepdim=True)
-    den = (p.norm(dim=-1) * t.norm(dim=-1)).clamp_min(EPS)
-    return ((p * t).sum(dim=-1) / den).mean(dim=-1)
+def band_nrmse(pred: torch.Tensor, true: torch.Tensor, dims: int = 1) -> dict[str, torch.Tensor]:
+    """`channel_band_nrmse`, then the mean over channels: (..., C, *grid) → {band: (...)}."""
+    return {band: v.mean(dim=-1) for band, v in channel_band_nrmse(pred, true, dims).items()}
+
+
+def pearson(pred: torch.Tensor, true: torch.Tensor, dims: int = 1) -> torch.Tensor:
+    """Spatial Pearson correlation per channel, averaged over channels: (..., C, *grid) → (...)."""
+    space = _space(dims)
+    p = pred.double() - pred.double().mean(dim=space, keepdim=True)
+    t = true.double() - true.double().mean(dim=space, keepdim=True)
+    den = (p.square().sum(dim=space).sqrt() * t.square().sum(dim=space).sqrt()).clamp_min(EPS)
+    return ((p * t).sum(dim=space) / den).mean(dim=-1)
 
 
 CORR_THRESHOLD = 0.8
@@ -150,17 +178,19 @@ def evaluate_batch(
     plugins: PluginMetrics | None = None,
     task: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Per-sample errors of a model and of persistence on a batch of trajectories (B, T, C, X).
+    """Per-sample errors of a model and of persistence on a batch of trajectories (B, T, C, *grid).
 
-    Returns `nrmse` (B,), `rollout_steps` (B, H), `band_<b>` (B,) and `persistence_*` of each; with `plugins`,
-    also `metric:<name>` and `persistence_metric:<name>` (B,) of each plugin metric.
+    Returns `nrmse` (B,), `rollout_steps` (B, H), `corr_steps` (B, H), `band_<b>` (B,) and `persistence_*` of
+    each (means over channels); with several channels also `channel_nrmse` and `channel_rollout` (B, C) and their
+    `persistence_*`; with `plugins`, `metric:<name>` and `persistence_metric:<name>` (B,) of each plugin metric.
     """
-    start = traj[:, context_frames - 1]  # (B, C, X): the last given frame
-    target = traj[:, context_frames : context_frames + horizon]  # (B, H, C, X)
+    dims = traj.ndim - 3
+    start = traj[:, context_frames - 1]  # (B, C, *grid): the last given frame
+    target = traj[:, context_frames : context_frames + horizon]  # (B, H, C, *grid)
     b, h = target.shape[:2]
 
     # one step from true states, over the same window the rollout covers
-    inputs = traj[:, context_frames - 1 : context_frames - 1 + horizon]  # (B, H, C, X)
+    inputs = traj[:, context_frames - 1 : context_frames - 1 + horizon]  # (B, H, C, *grid)
     flat = inputs.reshape(b * h, *inputs.shape[2:])
     flat_params, flat_dt = params.repeat_interleave(h, dim=0), dt.repeat_interleave(h, dim=0)
     one = torch.cat(
@@ -179,32 +209,40 @@ def evaluate_batch(
     for _ in range(horizon):
         u = step(u, params, dt)
         preds.append(u)
-    rollout = torch.stack(preds, dim=1)  # (B, H, C, X)
-    still = start.unsqueeze(1).expand_as(target)  # (B, H, C, X): persistence
+    rollout = torch.stack(preds, dim=1)  # (B, H, C, *grid)
+    still = start.unsqueeze(1).expand_as(target)  # (B, H, C, *grid): persistence
 
-    out = {
-        "nrmse": nrmse(one, target).mean(dim=1),
-        "persistence_nrmse": nrmse(inputs, target).mean(dim=1),
-        "rollout_steps": nrmse(rollout, target),
-        "persistence_rollout_steps": nrmse(still, target),
-        "corr_steps": pearson(rollout, target),
-        "persistence_corr_steps": pearson(still, target),
-        "dt": dt.double(),
-    }
-    for band, v in band_nrmse(rollout, target).items():
-        out[f"band_{band}"] = v.mean(dim=1)
-    for band, v in band_nrmse(still, target).items():
-        out[f"persistence_band_{band}"] = v.mean(dim=1)
+    out: dict[str, torch.Tensor] = {"dt": dt.double()}
+    for prefix, first, pred in (("", one, rollout), ("persistence_", inputs, still)):
+        one_c = channel_nrmse(first, target, dims)  # (B, H, C)
+        roll_c = channel_nrmse(pred, target, dims)  # (B, H, C)
+        out[f"{prefix}nrmse"] = one_c.mean(dim=-1).mean(dim=1)
+        out[f"{prefix}rollout_steps"] = roll_c.mean(dim=-1)
+        out[f"{prefix}corr_steps"] = pearson(pred, target, dims)
+        for band, v in band_nrmse(pred, target, dims).items():
+            out[f"{prefix}band_{band}"] = v.mean(dim=1)
+        if target.shape[2] > 1:
+            out[f"{prefix}channel_nrmse"] = one_c.mean(dim=1)
+            out[f"{prefix}channel_rollout"] = roll_c.mean(dim=1)
     if plugins:
         task = task if task is not None else torch.zeros(b, dtype=torch.long)
         out.update(plugins.compute(rollout, still, target, start, params, dt, task))
     return out
 
 
-def summarize(per_sample: dict[str, torch.Tensor], horizons: list[int]) -> dict[str, float]:
-    """Per-sample errors (concatenated over batches) → DESIGN.md metric names (without the split prefix)."""
+def summarize(
+    per_sample: dict[str, torch.Tensor], horizons: list[int], channels: tuple[str, ...] = ()
+) -> dict[str, float]:
+    """Per-sample errors (concatenated over batches) → the platform's metric names (without the split prefix);
+    with several `channels`, also `nrmse.<channel>` and `rollout_nrmse.<channel>` (and their persistence)."""
     metrics: dict[str, float] = {}
     for prefix in ("", "persistence_"):
+        if f"{prefix}channel_nrmse" in per_sample and len(channels) > 1:
+            for c, name in enumerate(channels):
+                metrics[f"{prefix}nrmse.{name}"] = per_sample[f"{prefix}channel_nrmse"][:, c].mean().item()
+                metrics[f"{prefix}rollout_nrmse.{name}"] = (
+                    per_sample[f"{prefix}channel_rollout"][:, c].mean().item()
+                )
         steps = per_sample[f"{prefix}rollout_steps"]  # (B, H)
         metrics[f"{prefix}nrmse"] = per_sample[f"{prefix}nrmse"].mean().item()
         metrics[f"{prefix}rollout_nrmse"] = steps.mean().item()
@@ -224,20 +262,23 @@ def summarize(per_sample: dict[str, torch.Tensor], horizons: list[int]) -> dict[
 
 
 def summarize_tasks(
-    per_sample: dict[str, torch.Tensor], horizons: list[int], task_names: list[str]
+    per_sample: dict[str, torch.Tensor],
+    horizons: list[int],
+    task_names: list[str],
+    channels: tuple[str, ...] = (),
 ) -> dict[str, float]:
     """Like `summarize`, plus `<task>/<name>` per task; the un-prefixed value is then the unweighted mean over
     tasks (DESIGN.md), not the mean over samples."""
     values = {k: v for k, v in per_sample.items() if k != "task"}
     if not task_names:
-        return summarize(values, horizons)
+        return summarize(values, horizons, channels)
     out: dict[str, float] = {}
     per_task = []
     for k, name in enumerate(task_names):
         mask = per_sample["task"] == k
         if not bool(mask.any()):
             raise ValueError(f"task {name!r} has no samples in this split")
-        m = summarize({key: v[mask] for key, v in values.items()}, horizons)
+        m = summarize({key: v[mask] for key, v in values.items()}, horizons, channels)
         per_task.append(m)
         out.update({f"{name}/{key}": v for key, v in m.items()})
     for key in per_task[0]:

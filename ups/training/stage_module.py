@@ -172,7 +172,7 @@ class StageModule(L.LightningModule):
 
     # evaluation -----------------------------------------------------------------------------------
     def _evaluate(self, model: nn.Module, batch, batch_idx: int, name: str) -> dict[str, torch.Tensor]:
-        traj, params, dt, task = batch  # (B, T, C, X), (B, P), (B,), (B,)
+        traj, params, dt, task = batch  # (B, T, C, *grid), (B, P), (B,), (B,)
         e = self.spec.eval
         start = time.perf_counter()
         with torch.random.fork_rng(devices=[]):
@@ -219,7 +219,9 @@ class StageModule(L.LightningModule):
 
     def _summary(self, local: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         gathered = self._gather(local)
-        return gathered, summarize_tasks(gathered, report_horizons(self.spec), self.spec.data.task_names())
+        return gathered, summarize_tasks(
+            gathered, report_horizons(self.spec), self.spec.data.task_names(), tuple(self.io.channels)
+        )
 
     def _eval_epoch_end(self, split: str) -> None:
         example = self._per_sample.pop("example", None)
