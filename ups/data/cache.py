@@ -45,7 +45,13 @@ def generated_file(home: Path, params: dict, make: Callable[[], GeneratedData]) 
                 data = make()
                 attrs = {**data.attrs, "cache_params": json.dumps(params, sort_keys=True)}
                 write_pdebench(
-                    path, tensor=data.tensor, x=data.x, t=data.t, attrs=attrs, datasets=data.datasets
+                    path,
+                    tensor=data.tensor,
+                    x=data.x,
+                    t=data.t,
+                    attrs=attrs,
+                    datasets=data.datasets,
+                    y=data.y,
                 )
                 _checksum_file(path).write_text(file_checksum(path) + "\n")
         finally:

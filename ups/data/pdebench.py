@@ -28,12 +28,15 @@ _NU_IN_NAME = re.compile(r"Nu(\d*\.?\d+(?:[eE][-+]?\d+)?)")
 class GeneratedData:
     """What a generator returns: the contents of a PDEBench-layout file."""
 
-    tensor: np.ndarray  # (N, T, X) float32
+    tensor: np.ndarray  # (N, T, X) or (N, T, X, Y) float32
     x: np.ndarray  # (X,) float32 cell centres
     t: np.ndarray  # (T + 1,) float32, one more entry than frames like PDEBench's files
     attrs: dict = field(default_factory=dict)
     datasets: dict[str, np.ndarray] = field(default_factory=dict)
-    """Extra per-trajectory datasets, (N, ...) each, such as KS's domain lengths `L` (N,)."""
+    """Extra per-trajectory datasets, (N, ...) each, such as KS's domain lengths `L` (N,) or a steady family's
+    inputs (named by the attribute `inputs`)."""
+    y: np.ndarray | None = None
+    """2D data: (Y,) float32 positions along the second axis; None for 1D."""
 
 
 def write_pdebench(
@@ -44,19 +47,35 @@ def write_pdebench(
     t: np.ndarray,
     attrs: dict,
     datasets: dict[str, np.ndarray] | None = None,
+    y: np.ndarray | None = None,
 ) -> None:
     """Write a PDEBench-layout file atomically: readers see the old file, or none, or the complete new one.
 
-    `datasets` are extra per-trajectory arrays (N, ...), stored under their names with their own dtypes."""
+    1D: `tensor` (N, T, X); 2D: `tensor` (N, T, X, Y) with `y` (the `y-coordinate` dataset). `datasets` are extra
+    per-trajectory arrays (N, ...), stored under their names with their own dtypes."""
     path = Path(path)
     tensor = np.asarray(tensor, dtype=np.float32)
-    if tensor.ndim != 3 or len(x) != tensor.shape[2] or len(t) not in (tensor.shape[1], tensor.shape[1] + 1):
+    dims = tensor.ndim - 2
+    if (
+        dims not in (1, 2)
+        or (y is None) != (dims == 1)
+        or len(x) != tensor.shape[2]
+        or (dims == 2 and len(y) != tensor.shape[3])
+        or len(t) not in (tensor.shape[1], tensor.shape[1] + 1)
+    ):
         raise ValueError(
-            f"need tensor (N, T, X), x (X,), t (T or T+1,), got (tensor={tensor.shape}, x={len(x)}, t={len(t)})"
+            f"need tensor (N, T, X) with x (X,), or (N, T, X, Y) with x (X,) and y (Y,), and t (T or T+1,), got "
+            f"(tensor={tensor.shape}, x={len(x)}, y={None if y is None else len(y)}, t={len(t)})"
         )
     datasets = {name: np.asarray(value) for name, value in (datasets or {}).items()}
     for name, value in datasets.items():
-        if name in _LAYOUT or not name or "/" in name or value.ndim < 1 or len(value) != tensor.shape[0]:
+        if (
+            name in (*_LAYOUT, "y-coordinate")
+            or not name
+            or "/" in name
+            or value.ndim < 1
+            or len(value) != tensor.shape[0]
+        ):
             raise ValueError(
                 f"extra datasets must be (N, ...) with a plain name outside the layout, got "
                 f"(name={name!r}, shape={value.shape}, N={tensor.shape[0]})"
@@ -68,6 +87,8 @@ def write_pdebench(
         with h5py.File(tmp, "w") as f:
             f.create_dataset("tensor", data=tensor)
             f.create_dataset("x-coordinate", data=np.asarray(x, dtype=np.float32))
+            if y is not None:
+                f.create_dataset("y-coordinate", data=np.asarray(y, dtype=np.float32))
             f.create_dataset("t-coordinate", data=np.asarray(t, dtype=np.float32))
             for name, value in datasets.items():
                 f.create_dataset(name, data=value)

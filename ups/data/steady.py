@@ -197,3 +197,24 @@ def harmonic_solution(inputs: np.ndarray) -> np.ndarray:
     with the harmonic mean of a (`harmonic_baseline`)."""
     inputs = np.asarray(inputs, dtype=np.float64)
     return harmonic_baseline(inputs[:, 0], inputs[:, 1])[:, None].astype(np.float32)
+
+
+def coarse_solution(inputs: np.ndarray, factor: int) -> np.ndarray:
+    """inputs (N, 2, X) = (a, f) → (N, 1, X) float32: the same finite-volume solve on Xc = X/factor cells (a
+    restricted by the harmonic mean over each block — the exact conductance of cells in series — and f by the
+    mean), brought back to the stored cells by linear interpolation with u = 0 at the walls. factor 1 is
+    `solve_steady` itself."""
+    inputs = np.asarray(inputs, dtype=np.float64)
+    if inputs.ndim != 3 or inputs.shape[1] != 2:
+        raise ValueError(f"`inputs` must be (samples, 2, points) = (a, f), got shape {inputs.shape}")
+    n, _, num_points = inputs.shape
+    if factor < 1 or num_points % factor or num_points // factor < 2:
+        raise ValueError(f"{num_points} cells do not coarsen by {factor} to at least 2 cells")
+    num_coarse = num_points // factor
+    blocks = inputs.reshape(n, 2, num_coarse, factor)  # (N, 2, Xc, factor)
+    u = solve_steady(1 / (1 / blocks[:, 0]).mean(axis=2), blocks[:, 1].mean(axis=2))  # (N, Xc)
+    # Interpolation weights (X, Xc + 2) from the walls and the coarse centres to the stored centres.
+    nodes = np.concatenate([[0.0], (np.arange(num_coarse) + 0.5) / num_coarse, [1.0]])  # (Xc + 2,)
+    centres = (np.arange(num_points) + 0.5) / num_points  # (X,)
+    weights = np.stack([np.interp(centres, nodes, column) for column in np.eye(num_coarse + 2)], axis=1)
+    return (np.pad(u, ((0, 0), (1, 1))) @ weights.T)[:, None].astype(np.float32)

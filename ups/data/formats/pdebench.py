@@ -1,14 +1,24 @@
 """The `pdebench` format: PDEBench's HDF5 layouts, which ups's own generated files also use.
 
+Legend: N trajectories (steady data: samples), T frames, C channels, X (and Y) points per grid axis.
+
+The layout is told by what the file holds (`pdebench2d.layout_of`):
+
 - 1D trajectories: `tensor` (N, T, X), `x-coordinate` (X,), `t-coordinate` (T or T + 1 entries), attributes such
   as `Nu`; per-trajectory parameters as extra datasets of shape (N,) (KS's `L`).
 - 1D steady data (ups's): `tensor` (N, 1, X) solutions, the inputs as datasets named by the attribute `inputs`
   (`a,f`: coefficient and forcing, each (N, X)).
+- 2D `tensor` (N, T, X, Y) with a `y-coordinate` (Y,) too: ups's own 2D files (steady ones name their (N, X, Y)
+  inputs in `inputs`, like 1D) and single-tensor PDEBench-like files.
+- PDEBench's 2D compressible CFD (`density`, `Vx`, `Vy`, `pressure`, (N, T, X, Y) each), per-sample groups
+  (diffusion–reaction, shallow water: `0000/data` (T, X, Y, C), ...) and Darcy flow (`nu` (N, X, Y) with
+  `tensor` (N, 1, X, Y)): `ups.data.formats.pdebench2d`, which settles their parameters and family itself.
 
-The family comes from the file: its `equation` attribute (ups's files), else a family whose name pattern matches
-the file name (PDEBench's `1D_Burgers_Sols_Nu0.01.hdf5`), else none. Parameters come from the attributes and the
-file name as the family's row says (`Nu`, `..._Nu0.01.hdf5`). Options (`data.options`): `allow_legacy` (accept
-PDEBench's older Burgers release on x ∈ (−1, 1)).
+For 1D and 2D `tensor` files the family comes from the file: its `equation` attribute (ups's files), else a
+family of as many grid axes whose name pattern matches the file name (PDEBench's `1D_Burgers_Sols_Nu0.01.hdf5`),
+else none. Parameters come from the attributes and the file name as the family's row says (`Nu`,
+`..._Nu0.01.hdf5`). Options (`data.options`): `allow_legacy` (accept PDEBench's older Burgers release on
+x ∈ (−1, 1)).
 
 Returned at native resolution, read lazily: `states` reads only the trajectories asked for.
 """
@@ -16,6 +26,7 @@ Returned at native resolution, read lazily: `states` reads only the trajectories
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +34,7 @@ import h5py
 import numpy as np
 
 from ups import catalog
+from ups.data.formats import pdebench2d
 from ups.data.pdebench import PDEBenchFile
 from ups.plugin import Trajectories
 from ups.spec.errors import SpecError
@@ -46,23 +58,19 @@ class ChannelsLast1D:
 
 def read_rows(dataset, key) -> np.ndarray:
     """Rows of an h5py dataset by a slice, an int or any array of indices (h5py wants increasing, unique ones)."""
-    if isinstance(key, slice) or np.isscalar(key):
-        out = dataset[key]
-        return out[None] if np.isscalar(key) else out
-    rows = np.asarray(key, dtype=np.int64).reshape(-1)
-    unique, inverse = np.unique(rows, return_inverse=True)
-    if unique.size and (unique[0] < 0 or unique[-1] >= len(dataset)):
-        raise IndexError(f"trajectory indices must lie in [0, {len(dataset)})")
-    if unique.size == 0:
-        return dataset[:0]
-    contiguous = unique[-1] - unique[0] + 1 == unique.size
-    block = dataset[int(unique[0]) : int(unique[-1]) + 1] if contiguous else dataset[unique.tolist()]
-    return block[inverse]
+    read, order = pdebench2d.selection(key, len(dataset))
+    block = dataset[read]
+    return block if order is None else block[order]
 
 
-def family_of(path: Path, attrs: dict) -> str | None:
-    """The family a file says it holds: its `equation` attribute, else a family whose pattern matches its name."""
-    families = catalog.rows("families")
+def family_of(path: Path, attrs: dict, spatial_dims: int = 1) -> str | None:
+    """The family a file of `spatial_dims` grid axes says it holds: its `equation` attribute, else a family whose
+    pattern matches its name; only families of as many grid axes."""
+    families = {
+        name: row
+        for name, row in catalog.rows("families").items()
+        if getattr(row, "spatial_dims", 1) == spatial_dims
+    }
     named = attrs.get("equation") or attrs.get("family")
     if isinstance(named, str) and named in families:
         return named
@@ -83,22 +91,39 @@ def _param_from_file(param, attrs: dict, path: Path) -> float | None:
 
 def read(path: str, cfg: dict[str, Any]) -> Trajectories:
     file = Path(path)
-    reader = PDEBenchFile(file, allow_legacy=bool(cfg.get("allow_legacy", False)))
-    attrs = reader.attrs
-    family = family_of(file, attrs)
+    layout = pdebench2d.layout_of(file)
+    if layout is None:
+        traj = _read_1d(file, allow_legacy=bool(cfg.get("allow_legacy", False)))
+    elif layout == "tensor":
+        traj = pdebench2d.read_tensor(file)
+    else:
+        return pdebench2d.READERS[layout](file)
+    family = family_of(file, traj.attrs, spatial_dims=len(traj.coords))
+    return replace(traj, family=family, params=_family_params(file, traj.attrs, family))
+
+
+def _family_params(file: Path, attrs: dict, family: str | None) -> dict[str, Any]:
+    """The family's parameters the file gives: per-trajectory ones as (N,) datasets, shared ones from the
+    attributes or the file name."""
+    if family is None:
+        return {}
     params: dict[str, Any] = {}
-    if family is not None:
-        row = catalog.get("families", family)
-        for param in row.params:
+    with h5py.File(file, "r") as f:
+        for param in catalog.get("families", family).params:
             if param.per_trajectory:
-                if reader.has_dataset(param.name):
-                    params[param.name] = np.asarray(
-                        reader.read_dataset(param.name, np.arange(reader.num_trajectories)), dtype=np.float64
-                    )
+                if isinstance(f.get(param.name), h5py.Dataset):
+                    params[param.name] = np.asarray(f[param.name][...], dtype=np.float64)
                 continue
             value = _param_from_file(param, attrs, file)
             if value is not None:
                 params[param.name] = value
+    return params
+
+
+def _read_1d(file: Path, *, allow_legacy: bool) -> Trajectories:
+    """1D trajectories and ups's 1D steady files: states (N, T, 1, X), steady inputs (N, C_in, X)."""
+    reader = PDEBenchFile(file, allow_legacy=allow_legacy)
+    attrs = reader.attrs
     inputs = None
     if isinstance(attrs.get("inputs"), str):  # ups's steady files: the inputs are datasets named in `inputs`
         names = [n.strip() for n in attrs["inputs"].split(",") if n.strip()]
@@ -118,8 +143,6 @@ def read(path: str, cfg: dict[str, Any]) -> Trajectories:
         dt=reader.dt_file if reader.num_frames > 1 else 1.0,
         channels=tuple(str(c) for c in attrs.get("channels", "u").split(",")),
         coords=(reader.x,),
-        params=params,
-        family=family,
         inputs=inputs,
         attrs=attrs,
     )
