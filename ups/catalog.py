@@ -122,6 +122,9 @@ class FamilyRow:
     """Steady families: a transform per input channel before it is normalized (`log` for a positive coefficient)."""
     steady_baseline: str | None = None
     """Steady families: `module:function(inputs) -> solutions`, a cheap classical solve reported next to the model."""
+    coarse_solution: str | None = None
+    """Steady families: `module:function(inputs, factor) -> solutions`, the family's own solve on a grid `factor`×
+    coarser per axis, brought back to the stored grid (reported at 2×, 4× and 8× with its cost per sample)."""
     source: str = BUILT_IN
     description: str = ""
 
@@ -239,7 +242,22 @@ _FAMILIES = (
     FamilyRow(
         "steady_diffusion1d", generator="ups.data.steady:generate_steady_data", steady=True, periodic=False,
         channels=("u",), input_transforms=("log", None), steady_baseline="ups.data.steady:harmonic_solution",
+        coarse_solution="ups.data.steady:coarse_solution",
         description="−(a u′)′ = f on (0, 1), u = 0 at both ends: (a, f) → u",
+    ),
+    FamilyRow(
+        "ns2d",
+        params=(FamilyParam("nu", "log10_nu", "nu", file_attr="Nu"),),
+        requires=("nu",), generator="ups.data.ns2d:generate_ns2d", generator_keys=("burn_in",),
+        solver="ups.data.ns2d:coarse_solve", channels=("w",), spatial_dims=2,
+        description="Navier–Stokes vorticity w_t + u·∇w = ν Δw + f on the unit torus, f = 0.1(sin 2π(x+y) + cos 2π(x+y)) "
+        "(the FNO paper's)",
+    ),
+    FamilyRow(
+        "darcy2d", generator="ups.data.darcy2d:generate_darcy2d", steady=True, periodic=False, spatial_dims=2,
+        channels=("u",), input_transforms=(None,), coarse_solution="ups.data.darcy2d:coarse_solution",
+        recognize=(r"DarcyFlow_beta1(?:\.0*)?_",),
+        description="Darcy flow −∇·(a∇u) = 1 on (0, 1)², u = 0 on the walls, a ∈ {3, 12} (the FNO paper's): a → u",
     ),
 )  # fmt: skip
 
@@ -247,7 +265,7 @@ _FORMATS = (
     FormatRow(
         "pdebench",
         "ups.data.formats.pdebench:read",
-        description="PDEBench's HDF5 layouts (1D `tensor`; steady `a`/`f` inputs), and ups's generated files",
+        description="PDEBench's HDF5 layouts (1D and 2D `tensor`, 2D CFD, per-sample groups, Darcy), and ups's files",
     ),
 )
 

@@ -66,7 +66,8 @@ def _source_config(loaded, input_path: Path, fmt: str | None, task: str | None):
         path=str(input_path),
         format=fmt,
         num_trajectories=int(traj.states.shape[0]),
-        num_points=int(grid[0]),
+        # points per axis; a non-square grid was trained at the file's own (null), checked after reading
+        num_points=int(grid[0]) if len(set(grid)) == 1 else None,
         num_frames=None,
     )
 

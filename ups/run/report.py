@@ -31,7 +31,51 @@ _EXTRA = ("operator_", "teacher_", "gain_", "speedup", "baseline_")
 """Reference predictors, gains and baselines, listed under the table."""
 
 
-def metrics_table(metrics: dict[str, float], *, wall_seconds: float, where: list[str]) -> str:
+def coarse_lines(metrics: dict[str, float], extras: dict[str, float], split: str) -> list[str]:
+    """The family's solve at 2×, 4× and 8× coarser grids (2D trajectories: `solver_x<f>_rollout_*`; steady data:
+    `baseline_coarse_x<f>_*`) and the comparison at equal cost: the most accurate coarse solve whose ms per sample
+    is at most the model's."""
+    steady = any(k.startswith(f"{split}/baseline_coarse_x") for k in metrics)
+    pattern, mine, cost = (
+        ("baseline_coarse_x{}_{}", "nrmse", "model/sample_ms")
+        if steady
+        else ("solver_x{}_rollout_{}", "rollout_nrmse", "model/rollout_ms")
+    )
+    found = []
+    for f in (2, 4, 8):
+        err = metrics.get(f"{split}/" + pattern.format(f, "nrmse"))
+        ms = metrics.get(f"{split}/" + pattern.format(f, "ms"))
+        if err is not None and ms is not None and err == err:  # NaN: the solve diverged
+            found.append((f, err, ms))
+    if not found or f"{split}/{mine}" not in metrics:
+        return []
+    model = metrics[f"{split}/{mine}"]
+    shown = ", ".join(f"{f}x {err:.4g} ({ms:.3g} ms)" for f, err, ms in found)
+    lines = [f"{split}/{mine} next to the family's solve on coarser grids, per sample: {shown}"]
+    model_ms = extras.get(cost)
+    if model_ms is not None:
+        cheaper = [(f, err) for f, err, ms in found if ms <= model_ms]
+        if cheaper:
+            f, err = min(cheaper, key=lambda x: x[1])
+            verdict = "beats" if model < err else "does not beat"
+            lines.append(
+                f"  at equal cost (model {model_ms:.3g} ms per sample): the {f}x solve, {err:.4g}; the model "
+                f"({model:.4g}) {verdict} it (model / solve {model / err:.3f})"
+            )
+        else:
+            lines.append(
+                f"  at equal cost: no coarse solve is as cheap as the model ({model_ms:.3g} ms per sample)"
+            )
+    return lines
+
+
+def metrics_table(
+    metrics: dict[str, float],
+    *,
+    wall_seconds: float,
+    where: list[str],
+    extras: dict[str, float] | None = None,
+) -> str:
     rows = [("metric", "model", "persistence", "model / persistence")]
     tasks = task_names_in(metrics)
     extra = []
@@ -62,8 +106,10 @@ def metrics_table(metrics: dict[str, float], *, wall_seconds: float, where: list
                 f"{solver:.4g} (model / solver {model / solver:.3f}), solver "
                 f"{metrics[f'{split}/solver_rollout_ms']:.3g} ms per rollout"
             )
+        extra += coarse_lines(metrics, extras or {}, split)
         extra += [f"{k} = {v:.4g}" for k, v in metrics.items() if k.startswith(f"{split}/") and
-                  k.count("/") == 1 and k.split("/")[1].startswith(_EXTRA)]  # fmt: skip
+                  k.count("/") == 1 and k.split("/")[1].startswith(_EXTRA)
+                  and not k.split("/")[1].startswith("baseline_coarse_x")]  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

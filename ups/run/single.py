@@ -279,16 +279,19 @@ def _report(
         if split in module.last_eval
         for k, v in module.last_eval[split]["metrics"].items()
     }
-    extras = _model_extras(module.predictor(), datamodule) if not stage.steady else {}
+    extras = (_steady_extras if stage.steady else _model_extras)(module.predictor(), datamodule, spec)
     solver: dict[str, float] = {}
-    if rank == 0 and not stage.steady:
-        from ups.training.evaluate import solver_baseline
+    if rank == 0:
+        from ups.training.evaluate import solver_baseline, steady_baselines
 
         for split in ("val", "test"):
             if split in module.last_eval:
-                solver.update(
-                    {f"{split}/{k}": v for k, v in solver_baseline(datamodule, spec, split).items()}
+                found = (
+                    steady_baselines(datamodule, split)
+                    if stage.steady
+                    else solver_baseline(datamodule, spec, split)
                 )
+                solver.update({f"{split}/{k}": v for k, v in found.items()})
         metrics.update(solver)
     wall = time.time() - started
     where = [f"checkpoint: {best}"]
@@ -385,28 +388,48 @@ def _plots(
     return plots
 
 
-def _model_extras(model, datamodule) -> dict[str, float]:
+def _timed(call, repeats: int = 5) -> float:
+    """Seconds per call, after one warm-up call."""
     import torch
 
+    with torch.no_grad():
+        call()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            call()
+    return (time.perf_counter() - start) / repeats
+
+
+def _model_extras(model, datamodule, spec) -> dict[str, float]:
+    """Size and speed: `model/inference_ms` (one step of a batch of up to 32) and `model/rollout_ms` (one
+    trajectory's rollout over the horizon, what `solver_rollout_ms` costs the solver)."""
     states = datamodule.states["val"][:32, 0]  # (B, C, *grid)
     params = datamodule.params["val"][: states.shape[0]]
     dt = datamodule.dts["val"][: states.shape[0]]
-    with torch.no_grad():
-        model(states, params, dt)  # warm-up
-        start = time.perf_counter()
-        for _ in range(5):
-            model(states, params, dt)
-        elapsed = (time.perf_counter() - start) / 5
+    elapsed = _timed(lambda: model(states, params, dt))
     return {
         "model/num_params": float(sum(p.numel() for p in model.parameters())),
         "model/inference_ms": 1000 * elapsed,
+        "model/rollout_ms": 1000 * elapsed / states.shape[0] * spec.eval.horizon,
+    }
+
+
+def _steady_extras(model, datamodule, spec) -> dict[str, float]:
+    """Size and speed of a steady model: `model/sample_ms` per solution (batches of up to 32)."""
+    inputs, _, params, _ = (t[:32] for t in datamodule.tensors["val"])
+    elapsed = _timed(lambda: model(inputs, params))
+    return {
+        "model/num_params": float(sum(p.numel() for p in model.parameters())),
+        "model/sample_ms": 1000 * elapsed / inputs.shape[0],
     }
 
 
 def summary(result: RunResult) -> str:
     from ups.run.report import metrics_table
 
-    table = metrics_table(result.metrics, wall_seconds=result.wall_seconds, where=result.where)
+    table = metrics_table(
+        result.metrics, wall_seconds=result.wall_seconds, where=result.where, extras=result.extras
+    )
     if result.stopped_by == "max_time":
         table += (
             f"\nWARNING: train.max_time_minutes stopped training after {result.steps} of {result.planned_steps} "

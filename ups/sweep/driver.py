@@ -329,8 +329,9 @@ def _optimize(resolved: ResolvedSpec, store, name: str, target: int, index: int,
         )
     grid = {p.key: p.grid() for p in resolved.search_space} if cfg.sampler == "grid" else None
     # seeded by trial number: one worker replays the seed's sequence, and no two workers (or machines) share a
-    # seed; QMC draws point k of one scrambled sequence, so every worker needs the same seed
-    if cfg.sampler == "qmc":
+    # seed; QMC draws point k of one scrambled sequence, so every worker needs the same seed, and the grid sampler
+    # remade per trial revisits grid points (measured: two trials of a two-point grid both drew the same point)
+    if cfg.sampler in ("qmc", "grid"):
         sampler = make_sampler(cfg, seed=cfg.seed, grid=grid)
     else:
         sampler = TrialSeededSampler(lambda seed: make_sampler(cfg, seed=seed, grid=grid), cfg.seed)

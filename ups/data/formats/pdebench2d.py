@@ -227,7 +227,8 @@ def read_groups(path: Path) -> Trajectories:
 
 def read_darcy(path: Path) -> Trajectories:
     """PDEBench's Darcy flow: states (N, 1, 1, X, Y), inputs (N, 1, X, Y) from `nu`, params {beta} when known;
-    family `darcy2d` (−∇·(a∇u) = 1, u = 0 on the walls) when β = 1 and the catalogue knows it."""
+    the family is a steady 2D catalogue family whose name pattern matches the file's name (the built-in `darcy2d`,
+    −∇·(a∇u) = 1 with u = 0 on the walls, recognizes PDEBench's β = 1 files), else none."""
     with h5py.File(path, "r") as f:
         shape = tuple(f["tensor"].shape)
         nu = f.get("nu")
@@ -239,14 +240,21 @@ def read_darcy(path: Path) -> Trajectories:
         attrs = _attrs(f)
     beta = _shared_param(attrs, path, "beta")
     attrs.update(inputs="nu", periodic=False)
-    known = beta == 1.0 and "darcy2d" in catalog.rows("families")
+    family = next(
+        (
+            row.name
+            for row in catalog.rows("families").values()
+            if row.steady and row.spatial_dims == 2 and any(re.search(p, path.name) for p in row.recognize)
+        ),
+        None,
+    )
     return Trajectories(
         states=Stacked(path, ("tensor",), shape, axis=2),
         dt=1.0,
         channels=("u",),
         coords=coords,
         params={} if beta is None else {"beta": beta},
-        family="darcy2d" if known else None,
+        family=family,
         inputs=inputs,
         attrs=attrs,
     )
