@@ -48,6 +48,17 @@ eval: {context_frames: 5, horizon: 20, report_horizons: [1, 10]}
 tracking: local
 """
 
+SMALL_SPEC_2D = """\
+name: gpucheck2d
+seed: 0
+data: {from: ns2d, num_trajectories: 32, num_points: 32, num_frames: 6, generator: {solver_points: 32, burn_in: 2.0}}
+model: {kind: fno, width: 16, num_layers: 2, num_modes: 8, cond_dim: 8, projection_dim: 32}
+train: {max_epochs: 2, batch_size: 8, lr: 3.0e-3, unroll_steps: 1, batches_per_epoch: 10}
+eval: {context_frames: 1, horizon: 4, report_horizons: [1, 4]}
+tracking: local
+"""
+"""The 2D row: a small Navier–Stokes (vorticity) run with a 2D FNO, end to end."""
+
 
 def _model_and_step(device: torch.device, args, *, bf16: bool, compiled: bool, ddp: bool = False):
     from ups.models.config import LatentOperatorConfig
@@ -177,10 +188,18 @@ def ddp(args, gpus: int) -> dict:
     return {"arm": f"ddp x{gpus}", "error": _tail(done.stderr)}
 
 
-def run_profile(args, label: str, overrides: list[str], *, load: bool, env_extra: dict | None = None) -> dict:
+def run_profile(
+    args,
+    label: str,
+    overrides: list[str],
+    *,
+    load: bool,
+    env_extra: dict | None = None,
+    text: str = SMALL_SPEC,
+) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "gpucheck.yaml"
-        spec.write_text(SMALL_SPEC)
+        spec.write_text(text)
         env = {
             **os.environ,
             "UPS_HOME": str(Path(tmp) / "home"),
@@ -312,6 +331,7 @@ def main() -> None:
                 args, f"run ddp x{gpus}", ["hardware=2gpu_ddp", f"hardware.devices={gpus}"], load=False
             )
         )
+        rows.append(run_profile(args, "run 1gpu 2d (ns2d, fno)", one, load=True, text=SMALL_SPEC_2D))
         if gpus >= 2:
             n = min(gpus, 4)
             rows.append(
@@ -323,6 +343,7 @@ def main() -> None:
             rows.append({"arm": "run fsdp", "error": "skipped: FSDP needs 2 GPUs"})
     else:
         rows.append(run_profile(args, "run cpu_ddp2", ["hardware=cpu_ddp2"], load=True))
+        rows.append(run_profile(args, "run cpu 2d (ns2d, fno)", [], load=True, text=SMALL_SPEC_2D))
         rows.append({"arm": "run fsdp", "error": "skipped: FSDP needs GPUs"})
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     meta = {

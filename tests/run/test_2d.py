@@ -253,3 +253,57 @@ def test_a_per_sample_group_file_and_a_darcy_file_train(env, tmp_path):
     lines = coarse_lines(m, {"model/sample_ms": 1e9}, "test")  # a model slower than every solve: the best one
     assert "2x" in lines[0] and "at equal cost" in lines[1] and "the 2x solve" in lines[1]
     assert "no coarse solve is as cheap" in coarse_lines(m, {"model/sample_ms": 1e-9}, "test")[1]
+
+
+def test_the_shipped_2d_specs_take_a_file_with_its_own_channels_grid_and_dt(env, tmp_path):
+    """`specs/ns2d.yaml data.path=FILE` and `specs/darcy2d.yaml data.path=FILE`: the file's channels, grid and Δt
+    replace the generated data's; the spec's evaluation window still applies."""
+    from conftest import ROOT
+
+    small = ["tracking=none", f"model={FNO}", "train.max_epochs=1", "train.batches_per_epoch=3"]
+    code, run, out = _cli(
+        "run", str(ROOT / "specs" / "ns2d.yaml"), f"data.path={env['data']}", f"data.num_trajectories={N}",
+        "eval.horizon=5", "eval.report_horizons=[1,5]", *small, "--json", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, out[-3000:]
+    m = run["metrics"]
+    assert {f"test/rollout_nrmse.{c}" for c in CHANNELS} <= set(m) and "test/solver_rollout_nrmse" not in m
+    from ups.data.source import load_source
+    from ups.spec.load import load_spec
+
+    spec = load_spec(
+        ROOT / "specs" / "ns2d.yaml", [f"data.path={env['data']}", f"data.num_trajectories={N}"]
+    ).spec
+    source = load_source(spec.data, env["home"])
+    assert (source.channels, source.grid, source.dt, source.family) == (
+        CHANNELS,
+        (X, Y),
+        pytest.approx(0.1),
+        None,
+    )
+    assert source.states.shape == (
+        N,
+        T,
+        4,
+        X,
+        Y,
+    )  # every frame of the file: the block's 21 frames yield to it
+
+    from ups.data.darcy2d import generate_darcy2d
+
+    made = generate_darcy2d(num_trajectories=40, num_points=16, solver_points=16, seed=1)
+    darcy = tmp_path / "2D_DarcyFlow_beta1.0_Train.hdf5"
+    with h5py.File(darcy, "w") as f:
+        f.create_dataset("tensor", data=made.tensor)
+        f.create_dataset("nu", data=made.datasets["nu"])
+        f.create_dataset("x-coordinate", data=made.x)
+        f.create_dataset("y-coordinate", data=made.y)
+    code, run, out = _cli(
+        "run", str(ROOT / "specs" / "darcy2d.yaml"), f"data.path={darcy}", "data.num_trajectories=40",
+        "model.num_modes=4", "tracking=none", "train.max_epochs=1", "train.batches_per_epoch=3", "--json",
+        "--no-progress",
+    )  # fmt: skip
+    assert code == 0, out[-3000:]
+    assert (
+        run["metrics"]["test/baseline_coarse_x2_nrmse"] > 0
+    )  # the file is darcy2d's problem: its coarse solves

@@ -99,7 +99,11 @@ def metrics_table(
         solver = metrics.get(f"{split}/solver_rollout_nrmse")
         if solver is None and f"{split}/rollout_nrmse" in metrics:
             extra.append(f"{split}: no solver for this data (its family has none, or the data has no family)")
-        elif solver and f"{split}/rollout_nrmse" in metrics:
+        elif (
+            solver
+            and f"{split}/rollout_nrmse" in metrics
+            and f"{split}/solver_x4_rollout_nrmse" not in metrics
+        ):
             model = metrics[f"{split}/rollout_nrmse"]
             extra.append(
                 f"{split}/rollout_nrmse next to the coarse solver (4x coarser grid): model {model:.4g}, solver "
