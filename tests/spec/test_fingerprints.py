@@ -18,6 +18,8 @@ PINNED = {
     "pdebench_multitask.yaml": ("2e695c779a723b24", None),
     "steady.yaml": ("8d56100dc7c949c6", "e6ce92313d3f9962"),
     "smoke.yaml": ("2609d3a9500db3cf", None),  # added after the catalogue
+    "ns2d.yaml": ("2f69e9d6835e4322", None),  # the 2D flagships, added with 2D data
+    "darcy2d.yaml": ("ea490093e2fb4633", None),
 }
 
 
