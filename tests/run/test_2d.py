@@ -307,3 +307,24 @@ def test_the_shipped_2d_specs_take_a_file_with_its_own_channels_grid_and_dt(env,
     assert (
         run["metrics"]["test/baseline_coarse_x2_nrmse"] > 0
     )  # the file is darcy2d's problem: its coarse solves
+
+
+def test_a_2d_export_loads_strictly_and_predicts_like_the_registered_model(env, tmp_path):
+    import torch
+
+    from ups.loading import from_export, from_registered
+
+    out = tmp_path / "exported"
+    code, done, text = _cli("export", "models:/cfd@champion", "--out", str(out), "--json")
+    assert code == 0, text[-2000:]
+    config = json.loads((out / "config.json").read_text())
+    assert (
+        config["io"]["spatial_dims"] == 2
+        and config["io"]["grid"] == [X, Y]
+        and config["io"]["in_channels"] == 4
+    )
+    x = torch.from_numpy(_waves(n=2, seed=11)[:, 0])
+    p, dt = torch.zeros(2, len(config["layout"])), torch.full((2,), 0.1)
+    with torch.no_grad():
+        expected = from_registered("models:/cfd@champion").predictor()(x, p, dt)
+        assert torch.equal(from_export(out).predictor()(x, p, dt), expected)
