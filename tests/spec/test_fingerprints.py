@@ -34,22 +34,27 @@ def test_shipped_specs_keep_their_fingerprints(name):
     assert (comparable_hash(resolved) if resolved.search_space is not None else None) == comparable
 
 
-def test_the_2d_flagships_keep_their_physics():
-    """A cheaper setting cannot pass in the flagships' place: ν, Δt, grid, burn-in, horizon and test size pinned."""
+def _test_size(d) -> int:
     from ups.data.splits import assign_splits
 
+    return len(
+        assign_splits(
+            d.num_trajectories,
+            split_seed=d.split_seed,
+            val_fraction=d.val_fraction,
+            test_fraction=d.test_fraction,
+        )["test"]
+    )
+
+
+def test_the_2d_flagships_keep_their_physics():
+    """A cheaper setting cannot pass in the flagships' place: ν, Δt, grid, burn-in, horizon and test size pinned."""
     ns = load_experiment(ROOT / "specs" / "ns2d.yaml").spec
     d = ns.data
     assert (d.family, d.nu, d.dt, d.num_points, d.num_frames) == ("ns2d", 1.0e-3, 1.0, 64, 21)
     assert (d.generator.solver_points, d.generator.burn_in) == (64, 30.0)
     assert (ns.eval.context_frames, ns.eval.horizon) == (1, 10)
-    test = assign_splits(
-        d.num_trajectories,
-        split_seed=d.split_seed,
-        val_fraction=d.val_fraction,
-        test_fraction=d.test_fraction,
-    )["test"]
-    assert d.num_trajectories >= 256 and len(test) >= 64
+    assert d.num_trajectories >= 256 and _test_size(d) >= 64
     darcy = load_experiment(ROOT / "specs" / "darcy2d.yaml").spec
     d = darcy.data
     assert (darcy.stage.kind, d.family, d.num_points, d.generator.solver_points) == (
@@ -58,10 +63,4 @@ def test_the_2d_flagships_keep_their_physics():
         64,
         64,
     )
-    test = assign_splits(
-        d.num_trajectories,
-        split_seed=d.split_seed,
-        val_fraction=d.val_fraction,
-        test_fraction=d.test_fraction,
-    )["test"]
-    assert len(test) >= 100
+    assert _test_size(d) >= 100

@@ -279,7 +279,9 @@ def _report(
         if split in module.last_eval
         for k, v in module.last_eval[split]["metrics"].items()
     }
-    extras = (_steady_extras if stage.steady else _model_extras)(module.predictor(), datamodule, spec)
+    from ups.run.extras import model_extras, steady_extras
+
+    extras = (steady_extras if stage.steady else model_extras)(module.predictor(), datamodule, spec)
     solver: dict[str, float] = {}
     if rank == 0:
         from ups.training.evaluate import solver_baseline, steady_baselines
@@ -386,42 +388,6 @@ def _plots(
     if spec.data.tasks:
         plots.append(plot_task_bars(metrics, split=split, path=artifacts / f"tasks_{split}.png"))
     return plots
-
-
-def _timed(call, repeats: int = 5) -> float:
-    """Seconds per call, after one warm-up call."""
-    import torch
-
-    with torch.no_grad():
-        call()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            call()
-    return (time.perf_counter() - start) / repeats
-
-
-def _model_extras(model, datamodule, spec) -> dict[str, float]:
-    """Size and speed: `model/inference_ms` (one step of a batch of up to 32) and `model/rollout_ms` (one
-    trajectory's rollout over the horizon, what `solver_rollout_ms` costs the solver)."""
-    states = datamodule.states["val"][:32, 0]  # (B, C, *grid)
-    params = datamodule.params["val"][: states.shape[0]]
-    dt = datamodule.dts["val"][: states.shape[0]]
-    elapsed = _timed(lambda: model(states, params, dt))
-    return {
-        "model/num_params": float(sum(p.numel() for p in model.parameters())),
-        "model/inference_ms": 1000 * elapsed,
-        "model/rollout_ms": 1000 * elapsed / states.shape[0] * spec.eval.horizon,
-    }
-
-
-def _steady_extras(model, datamodule, spec) -> dict[str, float]:
-    """Size and speed of a steady model: `model/sample_ms` per solution (batches of up to 32)."""
-    inputs, _, params, _ = (t[:32] for t in datamodule.tensors["val"])
-    elapsed = _timed(lambda: model(inputs, params))
-    return {
-        "model/num_params": float(sum(p.numel() for p in model.parameters())),
-        "model/sample_ms": 1000 * elapsed / inputs.shape[0],
-    }
 
 
 def summary(result: RunResult) -> str:
