@@ -139,15 +139,15 @@ def solver_with_noise(states, lengths, dt: float, delta: float, seed: int) -> di
 
 @torch.no_grad()
 def spectrum_rows(op, states, params, dt) -> list[str]:
-    from ups.training.metrics import _spectral_norm_sq
+    from ups.training.metrics import spectral_norm_sq
 
     rows, u = [], states[:, 0]
     for h in range(1, max(SPECTRUM_STEPS) + 1):
         u = op(u, params, dt)
         if h not in SPECTRUM_STEPS:
             continue
-        pred, true = _spectral_norm_sq(u).mean(dim=(0, 1)), _spectral_norm_sq(states[:, h]).mean(dim=(0, 1))
-        error = _spectral_norm_sq(u - states[:, h]).mean(dim=(0, 1))
+        pred, true = spectral_norm_sq(u).mean(dim=(0, 1)), spectral_norm_sq(states[:, h]).mean(dim=(0, 1))
+        error = spectral_norm_sq(u - states[:, h]).mean(dim=(0, 1))
         cells = [
             f"{(pred[lo:hi].sum() / true[lo:hi].sum()).item():.3g} / {(error[lo:hi].sum() / true[lo:hi].sum()).sqrt().item():.3g}"
             for lo, hi in BANDS

@@ -70,3 +70,28 @@ def test_under_no_grad_nothing_is_recorded(batch):
         out = operator_loss(model, *b, LossConfig(), 1)
     assert out["loss"].grad_fn is None
     assert all(not grad for grad, _ in model.calls)
+
+
+def test_2d_spectral_loss_compares_radial_shells():
+    """In 2D the spectral loss compares the energy in shells of round(|k|): a field and its transpose (the same
+    shell spectrum) cost nothing, moving energy between shells costs, and the shells hold all the energy."""
+    from ups.training.losses import shell_amplitudes, spectral_loss
+
+    torch.manual_seed(0)
+    field = torch.randn(3, 2, 24, 24)
+    assert spectral_loss(field.transpose(-1, -2), field, dims=2) < 1e-5
+    assert torch.allclose(
+        shell_amplitudes(field, 2).square().sum(-1), field.square().sum((-1, -2)), rtol=1e-4
+    )
+    x = torch.arange(24) / 24
+    low = torch.sin(2 * torch.pi * 3 * x)[:, None].expand(24, 24)  # all energy in shell 3
+    high = torch.sin(2 * torch.pi * 9 * x)[None, :].expand(24, 24)  # all energy in shell 9
+    amp = shell_amplitudes(low, 2)
+    assert amp.argmax() == 3 and amp[3].square() == pytest.approx(low.square().sum().item(), rel=1e-5)
+    assert spectral_loss(high[None], low[None], dims=2) == pytest.approx(2**0.5, rel=1e-5)
+    # one-dimensional fields: each wavenumber is its own mode, as before
+    line = torch.randn(4, 1, 32)
+    expected = (torch.fft.rfft(line * 1.5).abs() - torch.fft.rfft(line).abs()).norm(dim=-1) / torch.fft.rfft(
+        line
+    ).abs().norm(dim=-1)
+    assert spectral_loss(line * 1.5, line, dims=1) == pytest.approx(expected.mean().item(), rel=1e-6)

@@ -9,6 +9,7 @@ import torch
 
 from ups.models.operator import rollout
 from ups.spec.stages import LossConfig
+from ups.training.metrics import radial_wavenumbers, spectral_norm_sq
 
 
 def relative_l2(pred: torch.Tensor, true: torch.Tensor, dims: int = 1) -> torch.Tensor:
@@ -18,12 +19,24 @@ def relative_l2(pred: torch.Tensor, true: torch.Tensor, dims: int = 1) -> torch.
     return (err / ref.clamp_min(1e-8)).mean()
 
 
+def shell_amplitudes(z: torch.Tensor, dims: int) -> torch.Tensor:
+    """√(energy) in each shell of radial wavenumber round(|k|) (index units) of the FFT over the last `dims`
+    axes, Parseval-weighted: (..., *grid) → (..., S), S = the largest shell + 1."""
+    power = spectral_norm_sq(z, dims, dtype=torch.float32).flatten(-dims)
+    shell = radial_wavenumbers(tuple(z.shape[-dims:]), z.device).round().long().flatten()
+    energy = power.new_zeros((*power.shape[:-1], int(shell.max()) + 1)).index_add_(-1, shell, power)
+    return energy.clamp_min(0.0).sqrt()
+
+
 def spectral_loss(pred: torch.Tensor, true: torch.Tensor, dims: int = 1) -> torch.Tensor:
-    """Relative L2 error of the amplitude spectrum: penalizes smoothing away the high wavenumbers."""
-    axes = tuple(range(-dims, 0))
-    p = torch.fft.rfftn(pred.float(), dim=axes).abs()
-    t = torch.fft.rfftn(true.float(), dim=axes).abs()
-    return relative_l2(p, t, dims)
+    """Relative L2 error of the amplitude spectrum by wavenumber: penalizes smoothing away the high
+    wavenumbers. In 1D each |k| is its own mode; in 2D the amplitudes are those of radial-wavenumber shells,
+    so a field rotated on the grid keeps its target spectrum."""
+    if dims == 1:
+        p = torch.fft.rfft(pred.float(), dim=-1).abs()
+        t = torch.fft.rfft(true.float(), dim=-1).abs()
+        return relative_l2(p, t)
+    return relative_l2(shell_amplitudes(pred.float(), dims), shell_amplitudes(true.float(), dims))
 
 
 def loss_bundle(

@@ -34,7 +34,7 @@ def nrmse(pred: torch.Tensor, true: torch.Tensor, dims: int = 1) -> torch.Tensor
     return channel_nrmse(pred, true, dims).mean(dim=-1)
 
 
-def _radial_wavenumbers(shape: tuple[int, ...], device) -> torch.Tensor:
+def radial_wavenumbers(shape: tuple[int, ...], device=None) -> torch.Tensor:
     """|k| in index units on the grid of a real FFT over these axes (the last one halved): (*k_grid)."""
     axes = [torch.fft.fftfreq(n, d=1.0 / n, device=device).double() for n in shape[:-1]]
     axes.append(torch.arange(shape[-1] // 2 + 1, device=device, dtype=torch.float64))
@@ -42,12 +42,12 @@ def _radial_wavenumbers(shape: tuple[int, ...], device) -> torch.Tensor:
     return torch.sqrt(sum(k.square() for k in mesh))
 
 
-def _spectral_norm_sq(z: torch.Tensor, dims: int = 1) -> torch.Tensor:
+def spectral_norm_sq(z: torch.Tensor, dims: int = 1, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Per-wavenumber energy of a real field's FFT over its `dims` last axes, weighted so it sums to ‖z‖²
     (Parseval): (..., *grid) → (..., *k_grid), the last axis halved as a real FFT stores it."""
     space = _space(dims)
     n_last, size = z.shape[-1], math.prod(z.shape[-dims:])
-    power = torch.fft.rfftn(z.double(), dim=space).abs().square() / size
+    power = torch.fft.rfftn(z.to(dtype), dim=space).abs().square() / size
     weight = torch.full((power.shape[-1],), 2.0, dtype=power.dtype, device=power.device)
     weight[0] = 1.0
     if n_last % 2 == 0:
@@ -59,9 +59,9 @@ def channel_band_nrmse(pred: torch.Tensor, true: torch.Tensor, dims: int = 1) ->
     """Error energy in each band of |k| over the truth's total energy, per channel: (..., C, *grid) →
     {band: (..., C)}. Normalized by the whole-spectrum ‖true‖, so a channel's bands' squares add up to its nRMSE²."""
     space = _space(dims)
-    err = _spectral_norm_sq(pred - true, dims)
-    ref = _spectral_norm_sq(true, dims).sum(dim=space).clamp_min(EPS**2)
-    k = _radial_wavenumbers(tuple(true.shape[-dims:]), true.device)
+    err = spectral_norm_sq(pred - true, dims)
+    ref = spectral_norm_sq(true, dims).sum(dim=space).clamp_min(EPS**2)
+    k = radial_wavenumbers(tuple(true.shape[-dims:]), true.device)
     out = {}
     for band, (lo, hi) in BAND_EDGES.items():
         mask = (k >= lo) & (k < hi) if hi is not None else k >= lo
