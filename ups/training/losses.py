@@ -25,7 +25,7 @@ def shell_amplitudes(z: torch.Tensor, dims: int) -> torch.Tensor:
     power = spectral_norm_sq(z, dims, dtype=torch.float32).flatten(-dims)
     shell = radial_wavenumbers(tuple(z.shape[-dims:]), z.device).round().long().flatten()
     energy = power.new_zeros((*power.shape[:-1], int(shell.max()) + 1)).index_add_(-1, shell, power)
-    return energy.clamp_min(0.0).sqrt()
+    return (energy.clamp_min(0.0) + 1e-12).sqrt()  # finite gradients at empty shells (dealiased modes)
 
 
 def spectral_loss(pred: torch.Tensor, true: torch.Tensor, dims: int = 1) -> torch.Tensor:
