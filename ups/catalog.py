@@ -175,9 +175,15 @@ _STAGES = (
         description="PDE-Refiner's refinement of a frozen operator's prediction in K denoising steps",
     ),
     StageRow(
+        "pde_refiner", f"{_S}:PDERefinerStage", "ups.training.pde_refiner_module:PDERefinerModule",
+        "ups.training.predictors:pde_refiner_predictor", f"{_S}:refiner_metrics", state=(("ema.", ""),),
+        description="PDE-Refiner as published: one network predicts the next state (k = 0) and denoises it "
+        "(k = 1..K), trained from scratch",
+    ),
+    StageRow(
         "consistency_distill", f"{_S}:ConsistencyDistillStage",
         "ups.training.distill_module:ConsistencyDistillModule", "ups.training.predictors:distilled_predictor",
-        f"{_S}:distill_metrics", consumes=("diffusion_residual",),
+        f"{_S}:distill_metrics", consumes=("diffusion_residual", "pde_refiner"),
         state=(("operator.", "operator."), ("student_ema.", "refiner.")),
         description="a student that reproduces the K-step refiner in 1 or 2 evaluations",
     ),

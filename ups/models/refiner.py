@@ -125,3 +125,105 @@ class RefinedOperator(nn.Module):
 def student_steps(num_steps: int, num_evals: int) -> tuple[int, ...]:
     """The levels a distilled student evaluates: the first (largest) noise level, then one midway."""
     return (1,) if num_evals == 1 else (1, num_steps // 2 + 1)
+
+
+class PDERefiner(Normalized):
+    """PDE-Refiner as published (Lippe et al. 2023): ONE network F for k = 0..K, in normalized units.
+
+    F is called as F([z_t, x] (B, 2C, *grid), [params, k/K] (B, P + 1), dt). At k = 0, x = 0 and F's output is
+    the next state ẑ⁰ (a model that adds its input as a residual adds z_t). At k ≥ 1, x = z̃ = ẑ + σ_k ε and F's
+    correction (`output_of`: its increment, without the residual) is the noise ε̂; ẑ ← z̃ − σ_k ε̂.
+    `steps` are the refinement levels run at inference (all of 1..K by default; () is the k = 0 prediction alone).
+    Noise comes from torch's global generator: seed it for repeatable output.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        channels: int,
+        *,
+        num_steps: int,
+        sigma_min: float,
+        steps: tuple[int, ...] | None = None,
+    ) -> None:
+        super().__init__(net, channels)
+        self.num_steps, self.sigma_min = num_steps, sigma_min
+        self.steps = tuple(range(1, num_steps + 1) if steps is None else steps)
+        if not all(1 <= k <= num_steps for k in self.steps):
+            raise ValueError(
+                f"`1 <= k <= num_steps` must hold for every step, got (steps={self.steps}, num_steps={num_steps})"
+            )
+
+    def sigma(self, k: int) -> float:
+        return noise_level(k, num_steps=self.num_steps, sigma_min=self.sigma_min)
+
+    def _cond(self, params: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        return torch.cat([params, level.view(-1, 1).to(params.dtype)], dim=1)  # (B, P + 1)
+
+    def predict_zero(self, z_t: torch.Tensor, params: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+        """k = 0: the next state ẑ⁰ (B, C, *grid) from the normalized state z_t."""
+        level = torch.zeros(z_t.shape[0], device=z_t.device, dtype=z_t.dtype)
+        return self.net(torch.cat([z_t, torch.zeros_like(z_t)], dim=1), self._cond(params, level), dt)
+
+    def predict_noise(
+        self,
+        z_t: torch.Tensor,
+        z_noisy: torch.Tensor,
+        level: torch.Tensor,
+        params: torch.Tensor,
+        dt: torch.Tensor,
+    ) -> torch.Tensor:
+        """k ≥ 1: ε̂ (B, C, *grid) in the noised next state z̃; level (B,) = k/K."""
+        return output_of(self.net, torch.cat([z_t, z_noisy], dim=1), self._cond(params, level), dt)
+
+    def refine_step(self, z_t, z, k: int, params, dt) -> tuple[torch.Tensor, torch.Tensor]:
+        """One denoising step at level k from ẑ = `z`: (the noised input z̃, the refined ẑ), both (B, C, *grid)."""
+        sigma = self.sigma(k)
+        z_noisy = z + sigma * torch.randn_like(z)
+        level = torch.full((z.shape[0],), k / self.num_steps, device=z.device, dtype=z.dtype)
+        return z_noisy, z_noisy - sigma * self.predict_noise(z_t, z_noisy, level, params, dt)
+
+    def forward(
+        self, u: torch.Tensor, params: torch.Tensor, dt: torch.Tensor, steps: tuple[int, ...] | None = None
+    ) -> torch.Tensor:
+        """u: (B, C, *grid) physical state → the refined next state (B, C, *grid)."""
+        z_t = self.normalize(u)
+        z = self.predict_zero(z_t, params, dt)
+        for k in self.steps if steps is None else steps:
+            _, z = self.refine_step(z_t, z, k, params, dt)
+        return self.denormalize(z)
+
+
+class AtSteps(nn.Module):
+    """A PDERefiner evaluated at other refinement levels (its weights shared, not copied): e.g. () for the k = 0
+    prediction alone."""
+
+    def __init__(self, model: PDERefiner, steps: tuple[int, ...]) -> None:
+        super().__init__()
+        self.model, self.steps = model, tuple(steps)
+
+    def forward(self, u: torch.Tensor, params: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+        return self.model(u, params, dt, steps=self.steps)
+
+    def rollout(self, u0: torch.Tensor, params: torch.Tensor, dt: torch.Tensor, steps: int) -> torch.Tensor:
+        return rollout(self, u0, params, dt, steps)
+
+
+def pde_student_steps(num_evals: int) -> tuple[int, ...]:
+    """The levels a student distilled from a PDERefiner runs after its k = 0 prediction: none (1 evaluation) or
+    the first (2 evaluations)."""
+    return () if num_evals == 1 else (1,)
+
+
+class DistilledPDERefiner(nn.Module):
+    """A student distilled from a PDERefiner (`refiner`, run at its student's levels), as a one-step predictor."""
+
+    def __init__(self, refiner: PDERefiner) -> None:
+        super().__init__()
+        self.refiner = refiner
+
+    def forward(self, u: torch.Tensor, params: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+        return self.refiner(u, params, dt)
+
+    def rollout(self, u0: torch.Tensor, params: torch.Tensor, dt: torch.Tensor, steps: int) -> torch.Tensor:
+        return rollout(self, u0, params, dt, steps)

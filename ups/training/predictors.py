@@ -13,11 +13,19 @@ import dataclasses
 from torch import nn
 
 from ups import catalog
-from ups.models.refiner import RefinedOperator, Refiner, student_steps
+from ups.models.refiner import (
+    DistilledPDERefiner,
+    PDERefiner,
+    RefinedOperator,
+    Refiner,
+    pde_student_steps,
+    student_steps,
+)
 from ups.models.wrap import Normalized, SteadyPredictor
 from ups.plugin import ModelIO
 from ups.spec.errors import SpecError
 from ups.spec.models import settings
+from ups.spec.stages import PDERefinerStage
 
 
 def check_model(model, io: ModelIO, *, key: str = "model") -> None:
@@ -71,9 +79,27 @@ def refined_predictor(lineage: list, layout: tuple[str, ...], io: ModelIO, meta:
     )
 
 
-def distilled_predictor(lineage: list, layout: tuple[str, ...], io: ModelIO, meta: dict) -> RefinedOperator:
-    """The teacher's architecture (its refiner becomes the student) evaluated at the student's few levels."""
+def pde_refiner_predictor(lineage: list, layout: tuple[str, ...], io: ModelIO, meta: dict) -> PDERefiner:
+    """One network for every refinement level: it sees the state and a noised (or zero) next state."""
+    stage = lineage[-1].stage
+    return PDERefiner(
+        network(lineage[-1].model, refiner_io(io)),
+        io.out_channels,
+        num_steps=stage.num_steps,
+        sigma_min=stage.sigma_min,
+    )
+
+
+def distilled_predictor(
+    lineage: list, layout: tuple[str, ...], io: ModelIO, meta: dict
+) -> RefinedOperator | DistilledPDERefiner:
+    """The teacher's architecture (its refiner becomes the student) evaluated at the student's few levels. From a
+    `pde_refiner` teacher: its one network, at k = 0 alone (1 evaluation) or k = 0 then level 1 (2)."""
     teacher = lineage[-2].stage
+    if isinstance(teacher, PDERefinerStage):
+        student = pde_refiner_predictor(lineage[:-1], layout, io, meta)
+        student.steps = pde_student_steps(lineage[-1].stage.num_evals)
+        return DistilledPDERefiner(student)
     student = Refiner(network(lineage[-2].model, refiner_io(io)), refiner_input=teacher.refiner_input)
     return RefinedOperator(
         operator_predictor(lineage, layout, io, meta),

@@ -1,0 +1,93 @@
+"""LightningModule of the `pde_refiner` stage: PDE-Refiner as published (Lippe et al. 2023), one network for
+k = 0..K trained from scratch.
+
+Training pairs (u_t, u_{t+1}) come from the data; each sample draws k ~ U{0..K}. At k = 0 the network predicts the
+next state from the state (MSE against z_{t+1}, the extra input channels zero); at k ≥ 1 it predicts the noise ε
+in the noised TRUE next state z̃ = z_{t+1} + σ_k ε, σ_k = σ_min^(k/K) (MSE against ε). Everything is in normalized
+units (train statistics). An exponential moving average of the weights is evaluated and saved as the predictor;
+its k = 0 prediction alone is scored next to it as `operator_*` (what the refinement adds: `gain_corr_time`).
+Legend: B batch, C fields, *grid one or two grid axes.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ups.data.params import LEGACY_LAYOUT
+from ups.models.legacy import MODEL_FORMAT
+from ups.models.refiner import AtSteps, PDERefiner
+from ups.training.operator_module import optimizers_for
+from ups.training.stage_module import StageModule, check_finite, ema_update
+
+
+class PDERefinerModule(StageModule):
+    def __init__(
+        self,
+        spec: dict,
+        lineage: list | tuple = (),
+        layout: list | tuple = LEGACY_LAYOUT,
+        io: dict | None = None,
+        meta: dict | None = None,
+        model_format: int = MODEL_FORMAT,
+    ) -> None:
+        super().__init__(spec, lineage, layout, io, meta, model_format)
+        self.save_hyperparameters()
+        self.model: PDERefiner = self.build()
+        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+
+    def predictor(self) -> PDERefiner:
+        return self.ema
+
+    def references(self) -> dict:
+        return {"operator": AtSteps(self.ema, ())}
+
+    def setup_data(self, datamodule) -> None:
+        for model in (self.model, self.ema):
+            model.set_normalization(datamodule.mean, datamodule.std)
+
+    def warm_started(self) -> None:
+        self.model.load_state_dict(self.ema.state_dict())
+
+    def derived_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        return {
+            key.replace("operator_corr_time", "gain_corr_time"): metrics[key.replace("operator_", "")] / value
+            for key, value in metrics.items()
+            if key.endswith("operator_corr_time") and value > 0
+        }
+
+    def step_loss(self, batch, batch_idx: int) -> torch.Tensor:
+        window, params, dt, _task = batch  # (B, K+1, C, *grid): only the first pair is used
+        st, model = self.spec.stage, self.model
+        z_t, z_next = model.normalize(window[:, 0]), model.normalize(window[:, 1])  # (B, C, *grid)
+        b, shape = z_t.shape[0], (-1, *([1] * (z_t.ndim - 1)))
+        k = torch.randint(0, st.num_steps + 1, (b,), device=z_t.device)  # (B,)
+        loss_k = torch.zeros(b, device=z_t.device, dtype=z_t.dtype)
+        zero, noised = k == 0, k > 0
+        if zero.any():
+            pred = model.predict_zero(z_t[zero], params[zero], dt[zero])
+            loss_k[zero] = (pred - z_next[zero]).square().flatten(1).mean(dim=1)
+        if noised.any():
+            kk = k[noised]
+            sigma = (st.sigma_min ** (kk.double() / st.num_steps)).to(z_t.dtype)  # (B',)
+            eps = torch.randn_like(z_next[noised])
+            z_noisy = z_next[noised] + sigma.view(shape) * eps
+            level = kk.to(z_t.dtype) / st.num_steps
+            pred = model.predict_noise(z_t[noised], z_noisy, level, params[noised], dt[noised])
+            loss_k[noised] = (pred - eps).square().flatten(1).mean(dim=1)
+        loss = loss_k.mean()
+        check_finite(loss, self.global_step)
+        self.log("train/loss", loss, batch_size=b)
+        for level in range(st.num_steps + 1):  # which level the network has (not) learned
+            at = k == level
+            if at.any():
+                self.log(f"train/loss_k{level}", loss_k[at].mean(), batch_size=int(at.sum()))
+        self.log("loss", loss, prog_bar=True, logger=False, batch_size=b)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        ema_update(self.ema, self.model, self.spec.stage.ema_decay)
+
+    def configure_optimizers(self):
+        return optimizers_for(self, self.model)
