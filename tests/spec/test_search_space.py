@@ -96,6 +96,7 @@ def test_every_shipped_search_space_loads(name):
     stage = {
         "diffusion_residual": ["stage=diffusion_residual", "stage.from=RUN"],
         "consistency_distill": ["stage=consistency_distill", "stage.from=RUN"],
+        "pde_refiner": ["stage=pde_refiner"],
         "steady_prior": ["stage=steady_prior", "data=steady_diffusion1d", *STEADY_METRICS],
     }.get(name, [])
     assert load_spec(BURGERS, [*stage, f"search_space={name}"]).search_space
