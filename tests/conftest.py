@@ -46,6 +46,30 @@ def latent_operator(*, num_params: int = 1, points: int = 256, channels: int = 1
     return Normalized(LatentOperator(LatentOperatorConfig(**cfg), io), channels)
 
 
+def write_waves_2d(
+    path: Path, *, n: int = 20, frames: int = 8, grid: tuple[int, int] = (16, 12), seed: int = 0
+):
+    """A 2D `tensor` file (N, T, X, Y) in PDEBench's layout: waves carried across a periodic non-square grid (a
+    map a small model learns in a few steps). Returns the array written."""
+    import h5py
+    import numpy as np
+
+    (nx, ny), rng = grid, np.random.default_rng(seed)
+    x, y = (np.arange(nx) / nx)[:, None], (np.arange(ny) / ny)[None, :]
+    data = np.empty((n, frames, nx, ny), dtype=np.float32)
+    for i in range(n):
+        kx, ky = rng.integers(1, 3, size=2)
+        phase = rng.uniform(0, 2 * np.pi)
+        for t in range(frames):
+            data[i, t] = np.sin(2 * np.pi * (kx * x + ky * y) + phase - 0.4 * t)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("tensor", data=data)
+        f.create_dataset("x-coordinate", data=(np.arange(nx) + 0.5) / nx)
+        f.create_dataset("y-coordinate", data=(np.arange(ny) + 0.5) / ny)
+        f.create_dataset("t-coordinate", data=np.arange(frames + 1) * 0.1)
+    return data
+
+
 def write_tiny_spec(folder: Path, *, name: str = "tiny", epochs: int = 2, tracking: str = "local") -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(TINY_SPEC.format(name=name, epochs=epochs, tracking=tracking))

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, mlflow_runs, subprocess_env, write_tiny_spec
+from conftest import ROOT, mlflow_runs, subprocess_env, write_tiny_spec, write_waves_2d
 
 
 def test_cpu_ddp2_run_tracks_once_and_evaluates_every_sample(tmp_path):
@@ -51,6 +51,46 @@ def test_cpu_ddp2_run_tracks_once_and_evaluates_every_sample(tmp_path):
     runs = mlflow_runs(tmp_path / "home", "ddp")
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     assert len(list((tmp_path / "home" / "runs").iterdir())) == 2
+
+
+TWO_D = """\
+name: ddp2d
+seed: 0
+data: {{path: {path}, num_trajectories: 32, num_points: null, dt: null, num_frames: null, val_fraction: 0.25,
+        test_fraction: 0.25}}
+model: {{kind: fno, width: 12, num_layers: 2, num_modes: 4, cond_dim: 8, projection_dim: 16}}
+train: {{max_epochs: 4, batches_per_epoch: 8, batch_size: 8, lr: 5.0e-3, unroll_steps: 2, deterministic: true}}
+eval: {{context_frames: 1, horizon: 5, report_horizons: [1, 5]}}
+tracking: local
+"""
+
+
+@pytest.mark.slow  # two multi-process runs: .ci/run runs it
+def test_cpu_ddp2_trains_a_2d_model_like_one_process(tmp_path):
+    """In 2D too, the global batch split over two ranks trains the model one process trains (within 1%), and
+    evaluation gathers every sample."""
+    write_waves_2d(tmp_path / "waves.h5", n=32)
+    spec = tmp_path / "ddp2d.yaml"
+    spec.write_text(TWO_D.format(path=tmp_path / "waves.h5"))
+    env = subprocess_env(tmp_path / "home")
+
+    def run(*extra):
+        proc = subprocess.run(
+            [sys.executable, "-m", "ups.cli", "run", str(spec), "--json", "--no-progress", *extra],
+            env=env, capture_output=True, text=True, timeout=600, cwd=ROOT,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+    single, ddp = run()[-1], run("hardware=cpu_ddp2")
+    assert len(ddp) == 1, "only rank 0 reports"
+    m, s = ddp[0]["metrics"], single["metrics"]
+    assert m["test/persistence_rollout_nrmse"] == pytest.approx(s["test/persistence_rollout_nrmse"], rel=1e-9)
+    assert (
+        s["test/rollout_nrmse"] < 0.9 * s["test/persistence_rollout_nrmse"]
+    )  # it learned something to compare
+    for name in ("test/nrmse", "test/rollout_nrmse", "val/rollout_nrmse", "test/nrmse_band_low"):
+        assert m[name] == pytest.approx(s[name], rel=1e-2), (name, m[name], s[name])
 
 
 @pytest.mark.slow  # a multi-process run: .ci/run runs it

@@ -10,11 +10,10 @@ import json
 import subprocess
 import sys
 
-import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import REFUSE_PICKLES, ROOT, isolate, mlflow_client, subprocess_env
+from conftest import REFUSE_PICKLES, ROOT, isolate, mlflow_client, subprocess_env, write_waves_2d
 
 from ups.cli import main
 
@@ -125,24 +124,6 @@ def test_one_network_predicts_then_refines_and_a_student_distils_it_to_one_evalu
     )  # ... by noise-sized steps
 
 
-def _wave_file(path, *, n: int = N, seed: int = 0):
-    """A 2D `tensor` file (N, T, X, Y): waves carried across a periodic non-square grid."""
-    rng = np.random.default_rng(seed)
-    x, y = (np.arange(X) / X)[:, None], (np.arange(Y) / Y)[None, :]
-    data = np.empty((n, T, X, Y), dtype=np.float32)
-    for i in range(n):
-        kx, ky = rng.integers(1, 3, size=2)
-        phase = rng.uniform(0, 2 * np.pi)
-        for t in range(T):
-            data[i, t] = np.sin(2 * np.pi * (kx * x + ky * y) + phase - 0.4 * t)
-    with h5py.File(path, "w") as f:
-        f.create_dataset("tensor", data=data)
-        f.create_dataset("x-coordinate", data=(np.arange(X) + 0.5) / X)
-        f.create_dataset("y-coordinate", data=(np.arange(Y) + 0.5) / Y)
-        f.create_dataset("t-coordinate", data=np.arange(T + 1) * 0.1)
-    return data
-
-
 LOAD = (
     REFUSE_PICKLES
     + """
@@ -160,7 +141,7 @@ def test_a_2d_pde_refiner_with_a_plugin_model_promotes_and_loads_in_a_fresh_proc
     home = tmp_path / "home"
     isolate(monkeypatch, home, tmp_path)
     monkeypatch.syspath_prepend(str(PLUGIN))
-    data = _wave_file(tmp_path / "waves_2d.h5")
+    data = write_waves_2d(tmp_path / "waves_2d.h5", n=N, frames=T, grid=(X, Y))
     spec = tmp_path / "pr2d.yaml"
     spec.write_text(SPEC_2D.format(path=tmp_path / "waves_2d.h5", n=N))
     code, run, out = _cli("run", str(spec), "--json", "--no-progress")
