@@ -64,3 +64,24 @@ def test_a_timed_out_arm_takes_its_whole_process_group_with_it(tmp_path):
     except (ProcessLookupError, FileNotFoundError):
         alive = False
     assert not alive, "the grandchild outlived the timeout"
+
+
+def test_the_refiner_gpu_script_runs_its_arms_at_equal_steps_on_cpu(tmp_path):
+    """benchmarks/refiner_gpu.sh's CPU dry run: the same code as on the GPU (data made by the batched solver,
+    both arms, equal steps, the paired interval), at toy sizes."""
+    import json
+    import subprocess
+
+    out = tmp_path / "refiner_gpu.json"
+    done = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "refiner_gpu.sh"), "--device", "cpu", "--dry-run", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    op, pr = result["arms"]["op"], result["arms"]["pr"]
+    assert op["steps"] == pr["steps"] >= 20  # equal steps
+    assert pr["params"] > op["params"]  # the refiner's network also sees the noised state and the level
+    point, lo, hi = result["ratio"]
+    assert lo <= point <= hi and point == pr["corr_time"] / op["corr_time"]
+    assert "pde_refiner / MSE operator corr_time" in done.stdout

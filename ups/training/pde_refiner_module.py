@@ -61,22 +61,9 @@ class PDERefinerModule(StageModule):
         window, params, dt, _task = batch  # (B, K+1, C, *grid): only the first pair is used
         st, model = self.spec.stage, self.model
         z_t, z_next = model.normalize(window[:, 0]), model.normalize(window[:, 1])  # (B, C, *grid)
-        b, shape = z_t.shape[0], (-1, *([1] * (z_t.ndim - 1)))
-        k = torch.randint(0, st.num_steps + 1, (b,), device=z_t.device)  # (B,)
-        loss_k = torch.zeros(b, device=z_t.device, dtype=z_t.dtype)
-        zero, noised = k == 0, k > 0
-        if zero.any():
-            pred = model.predict_zero(z_t[zero], params[zero], dt[zero])
-            loss_k[zero] = (pred - z_next[zero]).square().flatten(1).mean(dim=1)
-        if noised.any():
-            kk = k[noised]
-            sigma = (st.sigma_min ** (kk.double() / st.num_steps)).to(z_t.dtype)  # (B',)
-            eps = torch.randn_like(z_next[noised])
-            z_noisy = z_next[noised] + sigma.view(shape) * eps
-            level = kk.to(z_t.dtype) / st.num_steps
-            pred = model.predict_noise(z_t[noised], z_noisy, level, params[noised], dt[noised])
-            loss_k[noised] = (pred - eps).square().flatten(1).mean(dim=1)
+        loss_k, k = pde_refiner_loss(model, z_t, z_next, params, dt)
         loss = loss_k.mean()
+        b = z_t.shape[0]
         check_finite(loss, self.global_step)
         self.log("train/loss", loss, batch_size=b)
         for level in range(st.num_steps + 1):  # which level the network has (not) learned
@@ -91,3 +78,26 @@ class PDERefinerModule(StageModule):
 
     def configure_optimizers(self):
         return optimizers_for(self, self.model)
+
+
+def pde_refiner_loss(
+    model: PDERefiner, z_t: torch.Tensor, z_next: torch.Tensor, params: torch.Tensor, dt: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample losses (B,) and the levels drawn (B,): k ~ U{0..K}; k = 0: ‖F(z_t, 0) − z_{t+1}‖² (mean over
+    the field); k ≥ 1: ‖ε̂(z_t, z_{t+1} + σ_k ε) − ε‖². z_t, z_next (B, C, *grid) normalized; params (B, P); dt (B,)."""
+    b, shape = z_t.shape[0], (-1, *([1] * (z_t.ndim - 1)))
+    k = torch.randint(0, model.num_steps + 1, (b,), device=z_t.device)  # (B,)
+    loss_k = torch.zeros(b, device=z_t.device, dtype=z_t.dtype)
+    zero, noised = k == 0, k > 0
+    if zero.any():
+        pred = model.predict_zero(z_t[zero], params[zero], dt[zero])
+        loss_k[zero] = (pred - z_next[zero]).square().flatten(1).mean(dim=1)
+    if noised.any():
+        kk = k[noised]
+        sigma = (model.sigma_min ** (kk.double() / model.num_steps)).to(z_t.dtype)  # (B',)
+        eps = torch.randn_like(z_next[noised])
+        z_noisy = z_next[noised] + sigma.view(shape) * eps
+        level = kk.to(z_t.dtype) / model.num_steps
+        pred = model.predict_noise(z_t[noised], z_noisy, level, params[noised], dt[noised])
+        loss_k[noised] = (pred - eps).square().flatten(1).mean(dim=1)
+    return loss_k, k
