@@ -4,6 +4,7 @@ import importlib.util
 from pathlib import Path
 
 import optuna
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("pruning_replay", ROOT / "benchmarks" / "pruning_replay.py")
@@ -66,6 +67,7 @@ def test_a_timed_out_arm_takes_its_whole_process_group_with_it(tmp_path):
     assert not alive, "the grandchild outlived the timeout"
 
 
+@pytest.mark.slow  # a fresh process training two arms: .ci/run runs it
 def test_the_refiner_gpu_script_runs_its_arms_at_equal_steps_on_cpu(tmp_path):
     """benchmarks/refiner_gpu.sh's CPU dry run: the same code as on the GPU (data made by the batched solver,
     both arms, equal steps, the paired interval), at toy sizes."""

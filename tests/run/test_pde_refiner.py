@@ -137,6 +137,7 @@ np.save(sys.argv[3], model.predict(np.load(sys.argv[2]), params={"steps": 3}))
 )
 
 
+@pytest.mark.slow  # a fresh process: .ci/run runs it
 def test_a_2d_pde_refiner_with_a_plugin_model_promotes_and_loads_in_a_fresh_process(tmp_path, monkeypatch):
     home = tmp_path / "home"
     isolate(monkeypatch, home, tmp_path)
