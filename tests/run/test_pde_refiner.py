@@ -97,6 +97,9 @@ def test_one_network_predicts_then_refines_and_a_student_distils_it_to_one_evalu
     for split in ("val", "test"):  # next to its own k = 0 prediction and to persistence
         for key in ("corr_time", "operator_corr_time", "gain_corr_time", "persistence_rollout_nrmse"):
             assert np.isfinite(refiner[f"{split}/{key}"]), key
+    # its k = 0 reference is the network it trains: scored again every epoch, never cached
+    history = [m.value for m in client.get_metric_history(ids[0], "val/operator_rollout_nrmse")]
+    assert len(history) >= 2 and history[0] != history[1]  # epochs 0 and 1 (then the chosen checkpoint)
     assert student["test/teacher_rollout_nrmse"] == pytest.approx(refiner["test/rollout_nrmse"], rel=1e-6)
     assert student["test/operator_rollout_nrmse"] == pytest.approx(
         refiner["test/operator_rollout_nrmse"], rel=1e-6

@@ -23,6 +23,8 @@ from ups.training.stage_module import StageModule, check_finite, ema_update
 
 
 class PDERefinerModule(StageModule):
+    FROZEN_REFERENCES = False  # its `operator` reference is the trained network's own k = 0 prediction
+
     def __init__(
         self,
         spec: dict,

@@ -64,6 +64,9 @@ class StageModule(L.LightningModule):
 
     TRAINED = "model"
     """The attribute holding the network this stage trains (what `hardware.compile` compiles)."""
+    FROZEN_REFERENCES = True
+    """Whether `references()` stay fixed during training (scored once per split, then cached): False for a stage
+    whose references are views of the network it trains."""
 
     def __init__(
         self,
@@ -192,7 +195,7 @@ class StageModule(L.LightningModule):
         for name, v in self._evaluate(model, batch, batch_idx, "model").items():
             self._per_sample.setdefault(name, []).append(v.detach().cpu())
         for ref, ref_model in self.references().items():
-            if split in self._reference_metrics.get(ref, {}):
+            if self.FROZEN_REFERENCES and split in self._reference_metrics.get(ref, {}):
                 continue  # frozen: the same trajectories and noise give the same numbers
             store = self._references.setdefault(ref, {})
             for name, v in self._evaluate(ref_model, batch, batch_idx, ref).items():
@@ -232,7 +235,7 @@ class StageModule(L.LightningModule):
         gathered, metrics = self._summary(local)
         for ref in self.references():
             cached = self._reference_metrics.setdefault(ref, {})
-            if split not in cached:
+            if split not in cached or not self.FROZEN_REFERENCES:
                 _, cached[split] = self._summary(
                     {k: torch.cat(v) for k, v in self._references.pop(ref).items()}
                 )
