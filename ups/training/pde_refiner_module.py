@@ -19,7 +19,8 @@ from ups.data.params import LEGACY_LAYOUT
 from ups.models.legacy import MODEL_FORMAT
 from ups.models.refiner import AtSteps, PDERefiner
 from ups.training.operator_module import optimizers_for
-from ups.training.stage_module import StageModule, check_finite, ema_update
+from ups.training.refiner_module import gain_corr_time, log_level_losses
+from ups.training.stage_module import StageModule, ema_update
 
 
 class PDERefinerModule(StageModule):
@@ -53,27 +54,14 @@ class PDERefinerModule(StageModule):
         self.model.load_state_dict(self.ema.state_dict())
 
     def derived_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
-        return {
-            key.replace("operator_corr_time", "gain_corr_time"): metrics[key.replace("operator_", "")] / value
-            for key, value in metrics.items()
-            if key.endswith("operator_corr_time") and value > 0
-        }
+        return gain_corr_time(metrics)
 
     def step_loss(self, batch, batch_idx: int) -> torch.Tensor:
         window, params, dt, _task = batch  # (B, K+1, C, *grid): only the first pair is used
-        st, model = self.spec.stage, self.model
+        model = self.model
         z_t, z_next = model.normalize(window[:, 0]), model.normalize(window[:, 1])  # (B, C, *grid)
         loss_k, k = pde_refiner_loss(model, z_t, z_next, params, dt)
-        loss = loss_k.mean()
-        b = z_t.shape[0]
-        check_finite(loss, self.global_step)
-        self.log("train/loss", loss, batch_size=b)
-        for level in range(st.num_steps + 1):  # which level the network has (not) learned
-            at = k == level
-            if at.any():
-                self.log(f"train/loss_k{level}", loss_k[at].mean(), batch_size=int(at.sum()))
-        self.log("loss", loss, prog_bar=True, logger=False, batch_size=b)
-        return loss
+        return log_level_losses(self, loss_k, k, range(model.num_steps + 1))
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         ema_update(self.ema, self.model, self.spec.stage.ema_decay)

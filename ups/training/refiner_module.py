@@ -54,11 +54,7 @@ class DiffusionResidualModule(StageModule):
         self.refiner.load_state_dict(self.ema.state_dict())
 
     def derived_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
-        return {
-            key.replace("operator_corr_time", "gain_corr_time"): metrics[key.replace("operator_", "")] / value
-            for key, value in metrics.items()
-            if key.endswith("operator_corr_time") and value > 0
-        }
+        return gain_corr_time(metrics)
 
     def step_loss(self, batch, batch_idx: int) -> torch.Tensor:
         window, params, dt, _task = batch  # (B, K+1, C, *grid): only the first pair is used
@@ -74,18 +70,33 @@ class DiffusionResidualModule(StageModule):
         z_noisy = z_next + sigma.view(-1, *([1] * (z_next.ndim - 1))) * eps
         pred = self.refiner(z_t, z_noisy, z_op, k.to(z_t.dtype) / st.num_steps, sigma, params, dt)
         per_sample = (pred - eps).square().flatten(1).mean(dim=1)  # (B,)
-        loss = per_sample.mean()
-        check_finite(loss, self.global_step)
-        self.log("train/loss", loss, batch_size=z_t.shape[0])
-        for level in range(1, st.num_steps + 1):  # which noise level the refiner has (not) learned
-            at = k == level
-            if at.any():
-                self.log(f"train/loss_k{level}", per_sample[at].mean(), batch_size=int(at.sum()))
-        self.log("loss", loss, prog_bar=True, logger=False, batch_size=z_t.shape[0])
-        return loss
+        return log_level_losses(self, per_sample, k, range(1, st.num_steps + 1))
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         ema_update(self.ema, self.refiner, self.spec.stage.ema_decay)
 
     def configure_optimizers(self):
         return optimizers_for(self, self.refiner)
+
+
+def gain_corr_time(metrics: dict[str, float]) -> dict[str, float]:
+    """`gain_corr_time` = corr_time over `operator_corr_time`, for every task and split prefix that has both."""
+    return {
+        key.replace("operator_corr_time", "gain_corr_time"): metrics[key.replace("operator_", "")] / value
+        for key, value in metrics.items()
+        if key.endswith("operator_corr_time") and value > 0
+    }
+
+
+def log_level_losses(module, per_sample: torch.Tensor, k: torch.Tensor, levels) -> torch.Tensor:
+    """Log the mean loss and each level's (`train/loss_k<level>`: which level the network has not learned);
+    per_sample, k: (B,). Returns the mean, checked finite."""
+    loss, b = per_sample.mean(), per_sample.shape[0]
+    check_finite(loss, module.global_step)
+    module.log("train/loss", loss, batch_size=b)
+    for level in levels:
+        at = k == level
+        if at.any():
+            module.log(f"train/loss_k{level}", per_sample[at].mean(), batch_size=int(at.sum()))
+    module.log("loss", loss, prog_bar=True, logger=False, batch_size=b)
+    return loss
