@@ -1,6 +1,7 @@
 """The `pde_refiner` stage (PDE-Refiner as published: ONE network for k = 0..K) at tiny sizes: in a 1D pipeline with
 a distilled student, and in 2D with a plugin model (written from docs/extending.md alone), promoted and loaded with
-plain MLflow in a fresh process."""
+plain MLflow in a fresh process. Slow (about 2 minutes; `make test`'s budget is spent): .ci/run runs them, and
+tests/models/test_refiner.py checks the network's calls and loss in `make test`."""
 
 from __future__ import annotations
 
@@ -74,6 +75,9 @@ def _network_calls(predictor, net, u: torch.Tensor, params: torch.Tensor, dt: to
     return len(calls)
 
 
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pde_refiner")
@@ -140,7 +144,6 @@ np.save(sys.argv[3], model.predict(np.load(sys.argv[2]), params={"steps": 3}))
 )
 
 
-@pytest.mark.slow  # a fresh process: .ci/run runs it
 def test_a_2d_pde_refiner_with_a_plugin_model_promotes_and_loads_in_a_fresh_process(tmp_path, monkeypatch):
     home = tmp_path / "home"
     isolate(monkeypatch, home, tmp_path)
