@@ -54,7 +54,8 @@ class RunResult:
     wall_seconds: float
     where: list[str] = field(default_factory=list)
     extras: dict[str, float] = field(default_factory=dict)
-    """`model/num_params` and `model/inference_ms` (a batch-32 forward pass): possible sweep objectives."""
+    """The model's size and speed (`model/num_params`, `model/inference_ms`: a batch-32 forward pass, possible sweep
+    objectives; `model/rollout_ms` or, steady, `model/sample_ms`: what the coarse solves are compared with)."""
     stage: str = DEFAULT_BLOCKS["stage"]
     steps: int = 0
     """Optimizer steps taken."""
@@ -76,6 +77,8 @@ class RunResult:
             "planned_steps": self.planned_steps,
             "stopped_by": self.stopped_by,
             "unsent": self.unsent,
+            "model": self.extras,
+            "wall_seconds": round(self.wall_seconds, 1),
         }
 
 
