@@ -109,6 +109,7 @@ def test_a_2d_multichannel_run_beats_persistence_per_channel_and_says_it_has_no_
     assert (artifacts / "rollout_test.png").stat().st_size > 0  # per channel: truth, prediction, error
 
 
+@pytest.mark.slow  # a fresh process: .ci/run runs it
 def test_the_registered_2d_model_loads_with_plain_mlflow_in_a_fresh_process(env, tmp_path):
     states = _waves(n=3, seed=7)[:, 0]  # (B, C, X, Y)
     np.save(tmp_path / "states.npy", states)

@@ -12,6 +12,7 @@ import pytest
 from conftest import ROOT, mlflow_runs, subprocess_env, write_tiny_spec, write_waves_2d
 
 
+@pytest.mark.slow  # three processes (make test's 12-minute budget): .ci/run runs it
 def test_cpu_ddp2_run_tracks_once_and_evaluates_every_sample(tmp_path):
     spec = write_tiny_spec(tmp_path, name="ddp", epochs=1)
     env = subprocess_env(tmp_path / "home")

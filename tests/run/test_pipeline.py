@@ -143,6 +143,7 @@ np.save(sys.argv[3], model.predict(start, params={"steps": 5, "L": 21.0}))
 )
 
 
+@pytest.mark.slow  # a fresh process: .ci/run runs it
 def test_the_chained_student_promotes_loads_without_pickles_and_evaluates_like_training(pipeline, tmp_path):
     spec, home, _ = pipeline
     code, promoted, err = _cli("promote", str(spec), "--json")

@@ -24,9 +24,9 @@ def test_run_is_tracked_in_mlflow_and_wandb_with_one_identity(workspace, tiny_sp
         assert m[f"{split}/rollout_nrmse"] < 0.6 * m[f"{split}/persistence_rollout_nrmse"], m
 
     assert result.stopped_by is None and result.steps == result.planned_steps > 0  # the step budget ran out
-    summary = result.to_json()  # what --json prints: the model's size and speed too (tracking on or off)
-    assert summary["model"]["model/num_params"] > 0 and summary["model"]["model/rollout_ms"] > 0
-    assert summary["wall_seconds"] > 0
+    printed = result.to_json()  # what --json prints: the model's size and speed too (tracking on or off)
+    assert printed["model"]["model/num_params"] > 0 and printed["model"]["model/rollout_ms"] > 0
+    assert printed["wall_seconds"] > 0
 
     # the coarse numerical solve, next to persistence: a cheap solve of Burgers beats "no change" by far
     for split in ("val", "test"):
